@@ -1,6 +1,52 @@
 package cli
 
-import "github.com/spf13/cobra"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes of the client commands. They are etcdctl's, so scripts written
+// against etcdctl can test them unchanged.
+const (
+	exitError         = 1   // the request failed (server error, timeout)
+	exitBadConnection = 2   // the client could not be set up or authenticate
+	exitInvalidInput  = 3   // txn input that does not parse
+	exitBadFeature    = 4   // a valid flag with an unsupported value
+	exitBadArgs       = 128 // wrong arguments or conflicting flags
+)
 
 // addCtlCommands registers the etcdctl-shaped client commands.
-func addCtlCommands(root *cobra.Command, s streams) {}
+func addCtlCommands(root *cobra.Command, s streams) {
+	root.AddCommand(
+		newGetCommand(s),
+		newPutCommand(s),
+		newDelCommand(s),
+		newTxnCommand(s),
+		newCompactionCommand(s),
+		newEndpointCommand(s),
+	)
+}
+
+// ctlError makes err end the command with the given etcdctl exit code; main
+// prints it as "Error: <err>".
+func ctlError(code int, err error) error {
+	return ExitError{Code: code, Err: err}
+}
+
+// ctlErrorf is ctlError with a formatted message.
+func ctlErrorf(code int, format string, args ...any) error {
+	return ExitError{Code: code, Err: fmt.Errorf(format, args...)}
+}
+
+// rpcError turns an error from a client call into the command's result: the
+// error exactly as the client library reports it (etcdctl prints it bare,
+// e.g. "etcdserver: mvcc: required revision has been compacted"), exit 1.
+func rpcError(err error) error {
+	var exit ExitError
+	if errors.As(err, &exit) {
+		return err
+	}
+	return ctlError(exitError, err)
+}

@@ -1,0 +1,135 @@
+package cli
+
+import (
+	"encoding/hex"
+	"fmt"
+	"io"
+	"strings"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// outputKind says what a command prints, since not every --write-out format
+// can print everything (as in etcdctl: table is only for the endpoint
+// commands, protobuf only for key-value responses).
+type outputKind int
+
+const (
+	kvOutput       outputKind = iota // get, put, del, txn
+	endpointOutput                   // endpoint health, endpoint status
+	noOutput                         // compaction: prints the same line in every format
+)
+
+// printer writes command results in one --write-out format. The formats
+// reproduce etcdctl 3.6's output byte for byte.
+type printer interface {
+	supports(outputKind) bool
+
+	get(*clientv3.GetResponse)
+	put(*clientv3.PutResponse)
+	del(*clientv3.DeleteResponse)
+	txn(*clientv3.TxnResponse)
+
+	endpointHealth([]epHealth)
+	endpointStatus([]epStatus)
+}
+
+// newPrinter returns the printer for a --write-out value.
+func newPrinter(format string, isHex bool, out, errOut io.Writer) (printer, error) {
+	switch format {
+	case "simple":
+		return &simplePrinter{out: out, errOut: errOut, hex: isHex}, nil
+	case "json":
+		return &jsonPrinter{out: out, errOut: errOut}, nil
+	case "fields":
+		return &fieldsPrinter{out: out, hex: isHex}, nil
+	case "table":
+		return &tablePrinter{out: out}, nil
+	case "protobuf":
+		return &protobufPrinter{out: out, errOut: errOut}, nil
+	}
+	return nil, ctlErrorf(exitBadFeature, "unsupported output format")
+}
+
+// hexBytes writes b as etcdctl's --hex does: every byte as \xNN.
+func hexBytes(b []byte) string {
+	var sb strings.Builder
+	sb.Grow(4 * len(b))
+	for _, c := range b {
+		sb.WriteString(`\x`)
+		sb.WriteString(hex.EncodeToString([]byte{c}))
+	}
+	return sb.String()
+}
+
+// statusRow is one endpoint's line of the status table, shared by the simple
+// and table printers.
+func statusRow(st epStatus) []string {
+	r := st.Resp
+	hdr := r.Header
+	if hdr == nil {
+		hdr = &pb.ResponseHeader{}
+	}
+	notInUse := 0
+	if r.DbSize != 0 {
+		notInUse = int(100 - r.DbSizeInUse*100/r.DbSize)
+	}
+	return []string{
+		st.Ep,
+		fmt.Sprintf("%x", hdr.MemberId),
+		r.Version,
+		r.StorageVersion,
+		humanBytes(uint64(r.DbSize)),
+		humanBytes(uint64(r.DbSizeInUse)),
+		fmt.Sprintf("%d%%", notInUse),
+		humanBytes(uint64(r.DbSizeQuota)),
+		fmt.Sprint(r.Leader == hdr.MemberId),
+		fmt.Sprint(r.IsLearner),
+		fmt.Sprint(r.RaftTerm),
+		fmt.Sprint(r.RaftIndex),
+		fmt.Sprint(r.RaftAppliedIndex),
+		strings.Join(r.Errors, ", "),
+		r.DowngradeInfo.GetTargetVersion(),
+		fmt.Sprint(r.DowngradeInfo.GetEnabled()),
+	}
+}
+
+var statusHeader = []string{
+	"endpoint", "ID", "version", "storage version", "db size", "in use",
+	"percentage not in use", "quota", "is leader", "is learner", "raft term",
+	"raft index", "raft applied index", "errors", "downgrade target version",
+	"downgrade enabled",
+}
+
+func healthRow(h epHealth) []string {
+	return []string{h.Ep, fmt.Sprint(h.Health), h.Took, h.Error}
+}
+
+var healthHeader = []string{"endpoint", "health", "took", "error"}
+
+// subResponses yields the typed responses of a txn in order; other is called
+// for a response kind the printers do not know (a nested txn).
+func subResponses(r *clientv3.TxnResponse, get func(*clientv3.GetResponse), put func(*clientv3.PutResponse), del func(*clientv3.DeleteResponse), other func(*pb.ResponseOp)) {
+	for _, op := range r.Responses {
+		switch v := op.Response.(type) {
+		case *pb.ResponseOp_ResponseRange:
+			get((*clientv3.GetResponse)(v.ResponseRange))
+		case *pb.ResponseOp_ResponsePut:
+			put((*clientv3.PutResponse)(v.ResponsePut))
+		case *pb.ResponseOp_ResponseDeleteRange:
+			del((*clientv3.DeleteResponse)(v.ResponseDeleteRange))
+		default:
+			other(op)
+		}
+	}
+}
+
+// kvOrEmpty guards the printers against a nil key-value.
+func kvOrEmpty(kv *mvccpb.KeyValue) *mvccpb.KeyValue {
+	if kv == nil {
+		return &mvccpb.KeyValue{}
+	}
+	return kv
+}

@@ -1,0 +1,126 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// fieldsPrinter prints every field of a response as a `"Name" : value` line.
+type fieldsPrinter struct {
+	out io.Writer
+	hex bool
+}
+
+func (*fieldsPrinter) supports(outputKind) bool { return true }
+
+func (p *fieldsPrinter) line(name string, v any) {
+	fmt.Fprintf(p.out, "%q : %v\n", name, v)
+}
+
+func (p *fieldsPrinter) quoted(name, v string) {
+	fmt.Fprintf(p.out, "%q : %q\n", name, v)
+}
+
+// id prints a member or cluster ID, in hex (unpadded) under --hex.
+func (p *fieldsPrinter) id(name string, id uint64) {
+	if p.hex {
+		p.line(name, strconv.FormatUint(id, 16))
+		return
+	}
+	p.line(name, id)
+}
+
+func (p *fieldsPrinter) header(h *pb.ResponseHeader) {
+	if h == nil {
+		h = &pb.ResponseHeader{}
+	}
+	p.id("ClusterID", h.ClusterId)
+	p.id("MemberID", h.MemberId)
+	// Only key-value responses carry a revision; hide it when unset.
+	if h.Revision > 0 {
+		p.line("Revision", h.Revision)
+	}
+	p.line("RaftTerm", h.RaftTerm)
+}
+
+func (p *fieldsPrinter) kv(prefix string, kv *mvccpb.KeyValue) {
+	kv = kvOrEmpty(kv)
+	p.quoted(prefix+"Key", string(kv.Key))
+	p.line(prefix+"CreateRevision", kv.CreateRevision)
+	p.line(prefix+"ModRevision", kv.ModRevision)
+	p.line(prefix+"Version", kv.Version)
+	p.quoted(prefix+"Value", string(kv.Value))
+	if p.hex {
+		p.line(prefix+"Lease", fmt.Sprintf("%016x", kv.Lease))
+	} else {
+		p.line(prefix+"Lease", kv.Lease)
+	}
+}
+
+func (p *fieldsPrinter) get(r *clientv3.GetResponse) {
+	p.header(r.Header)
+	for _, kv := range r.Kvs {
+		p.kv("", kv)
+	}
+	p.line("More", r.More)
+	p.line("Count", r.Count)
+}
+
+func (p *fieldsPrinter) put(r *clientv3.PutResponse) {
+	p.header(r.Header)
+	if r.PrevKv != nil {
+		p.kv("Prev", r.PrevKv)
+	}
+}
+
+func (p *fieldsPrinter) del(r *clientv3.DeleteResponse) {
+	p.header(r.Header)
+	p.line("Deleted", r.Deleted)
+	for _, kv := range r.PrevKvs {
+		p.kv("Prev", kv)
+	}
+}
+
+func (p *fieldsPrinter) txn(r *clientv3.TxnResponse) {
+	p.header(r.Header)
+	p.line("Succeeded", r.Succeeded)
+	subResponses(r, p.get, p.put, p.del, func(op *pb.ResponseOp) {
+		p.quoted("Unknown", fmt.Sprintf("%+v", op.Response))
+	})
+}
+
+func (p *fieldsPrinter) endpointHealth(hs []epHealth) {
+	for _, h := range hs {
+		p.quoted("Endpoint", h.Ep)
+		p.line("Health", h.Health)
+		p.line("Took", h.Took)
+		p.line("Error", h.Error)
+		fmt.Fprintln(p.out)
+	}
+}
+
+func (p *fieldsPrinter) endpointStatus(sts []epStatus) {
+	for _, st := range sts {
+		r := st.Resp
+		p.header(r.Header)
+		p.quoted("Version", r.Version)
+		p.quoted("StorageVersion", r.StorageVersion)
+		p.line("DBSize", r.DbSize)
+		p.line("DBSizeInUse", r.DbSizeInUse)
+		p.line("DBSizeQuota", r.DbSizeQuota)
+		p.line("Leader", r.Leader)
+		p.line("IsLearner", r.IsLearner)
+		p.line("RaftIndex", r.RaftIndex)
+		p.line("RaftAppliedIndex", r.RaftAppliedIndex)
+		p.line("Errors", r.Errors)
+		p.quoted("Endpoint", st.Ep)
+		p.quoted("DowngradeTargetVersion", r.DowngradeInfo.GetTargetVersion())
+		p.line("DowngradeEnabled", r.DowngradeInfo.GetEnabled())
+		fmt.Fprintln(p.out)
+	}
+}

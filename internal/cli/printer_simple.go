@@ -1,0 +1,83 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// simplePrinter is the default format: keys and values one per line.
+type simplePrinter struct {
+	out, errOut io.Writer
+	hex         bool
+	valueOnly   bool // get --print-value-only
+}
+
+func (*simplePrinter) supports(outputKind) bool { return true }
+
+func (p *simplePrinter) kv(kv *mvccpb.KeyValue) {
+	kv = kvOrEmpty(kv)
+	key, val := string(kv.Key), string(kv.Value)
+	if p.hex {
+		key, val = hexBytes(kv.Key), hexBytes(kv.Value)
+	}
+	if !p.valueOnly {
+		fmt.Fprintln(p.out, key)
+	}
+	fmt.Fprintln(p.out, val)
+}
+
+func (p *simplePrinter) get(r *clientv3.GetResponse) {
+	for _, kv := range r.Kvs {
+		p.kv(kv)
+	}
+}
+
+func (p *simplePrinter) put(r *clientv3.PutResponse) {
+	fmt.Fprintln(p.out, "OK")
+	if r.PrevKv != nil {
+		p.kv(r.PrevKv)
+	}
+}
+
+func (p *simplePrinter) del(r *clientv3.DeleteResponse) {
+	fmt.Fprintln(p.out, r.Deleted)
+	for _, kv := range r.PrevKvs {
+		p.kv(kv)
+	}
+}
+
+func (p *simplePrinter) txn(r *clientv3.TxnResponse) {
+	if r.Succeeded {
+		fmt.Fprintln(p.out, "SUCCESS")
+	} else {
+		fmt.Fprintln(p.out, "FAILURE")
+	}
+	blank := func() { fmt.Fprintln(p.out) }
+	subResponses(r,
+		func(g *clientv3.GetResponse) { blank(); p.get(g) },
+		func(u *clientv3.PutResponse) { blank(); p.put(u) },
+		func(d *clientv3.DeleteResponse) { blank(); p.del(d) },
+		func(op *pb.ResponseOp) { blank(); fmt.Fprintf(p.out, "unexpected response %+v\n", op) },
+	)
+}
+
+func (p *simplePrinter) endpointHealth(hs []epHealth) {
+	for _, h := range hs {
+		if h.Error == "" {
+			fmt.Fprintf(p.out, "%s is healthy: successfully committed proposal: took = %v\n", h.Ep, h.Took)
+		} else {
+			fmt.Fprintf(p.errOut, "%s is unhealthy: failed to commit proposal: %v\n", h.Ep, h.Error)
+		}
+	}
+}
+
+func (p *simplePrinter) endpointStatus(sts []epStatus) {
+	for _, st := range sts {
+		fmt.Fprintln(p.out, strings.Join(statusRow(st), ", "))
+	}
+}
