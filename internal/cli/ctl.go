@@ -27,6 +27,19 @@ func addCtlCommands(root *cobra.Command, s streams) {
 		newCompactionCommand(s),
 		newEndpointCommand(s),
 	)
+	// etcdctl's flags are global, so its users write them before the
+	// command: "etcdctl --hex get k". Cobra finds the command by skipping
+	// the flags before it, and takes a flag it does not know on the root as
+	// one with a value: it would skip "get" after --hex. Declaring the
+	// boolean client flags, hidden, on the root alone (not inherited, so not
+	// on serve) makes it skip them correctly; the client command parses
+	// them as usual.
+	for _, name := range []string{"hex", "debug", "insecure-transport", "insecure-skip-tls-verify"} {
+		if root.Flags().Lookup(name) == nil && root.PersistentFlags().Lookup(name) == nil {
+			root.Flags().Bool(name, false, "")
+			_ = root.Flags().MarkHidden(name)
+		}
+	}
 }
 
 // ctlError makes err end the command with the given etcdctl exit code; main

@@ -19,20 +19,20 @@ import (
 
 // Defaults of the client flags; they are etcdctl's.
 const (
-	defaultEndpoint         = "127.0.0.1:2379"
-	defaultDialTimeout      = 2 * time.Second
-	defaultCommandTimeout   = 5 * time.Second
-	defaultKeepAliveTime    = 2 * time.Second
-	defaultKeepAliveTimeout = 6 * time.Second
+	ctlDefaultEndpoint         = "127.0.0.1:2379"
+	ctlDefaultDialTimeout      = 2 * time.Second
+	ctlDefaultCommandTimeout   = 5 * time.Second
+	ctlDefaultKeepAliveTime    = 2 * time.Second
+	ctlDefaultKeepAliveTimeout = 6 * time.Second
 )
 
 // Environment variable prefixes for the client flags. CAIRN_<FLAG> wins;
 // ETCDCTL_<FLAG> is read when it is unset so that existing etcdctl setups
 // keep working. <FLAG> is the flag name upper-cased with '-' turned to '_'.
-var envPrefixes = []string{"CAIRN", "ETCDCTL"}
+var ctlEnvPrefixes = []string{"CAIRN", "ETCDCTL"}
 
-// globalFlags are the connection and output flags every client command takes.
-type globalFlags struct {
+// ctlFlags are the connection and output flags every client command takes.
+type ctlFlags struct {
 	endpoints        []string
 	dialTimeout      time.Duration
 	commandTimeout   time.Duration
@@ -56,23 +56,23 @@ type globalFlags struct {
 	debug bool
 }
 
-// globalFlagNames lists the flags that register adds, in the order --debug
+// ctlFlagNames lists the flags that register adds, in the order --debug
 // prints them. Only these are read from the environment.
-var globalFlagNames = []string{
+var ctlFlagNames = []string{
 	"endpoints", "dial-timeout", "command-timeout", "keepalive-time", "keepalive-timeout",
 	"max-request-bytes", "max-recv-bytes", "write-out", "hex", "user", "password",
 	"insecure-transport", "insecure-skip-tls-verify", "cacert", "cert", "key", "debug",
 }
 
-// newGlobalFlags registers the client flags on fs and returns the values they
+// newCtlFlags registers the client flags on fs and returns the values they
 // fill in.
-func newGlobalFlags(fs *pflag.FlagSet) *globalFlags {
-	g := &globalFlags{}
-	fs.StringSliceVar(&g.endpoints, "endpoints", []string{defaultEndpoint}, "comma-separated gRPC endpoints of the store")
-	fs.DurationVar(&g.dialTimeout, "dial-timeout", defaultDialTimeout, "how long to wait for a connection")
-	fs.DurationVar(&g.commandTimeout, "command-timeout", defaultCommandTimeout, "how long a request may take, not counting the dial")
-	fs.DurationVar(&g.keepAliveTime, "keepalive-time", defaultKeepAliveTime, "interval of the client's keepalive pings")
-	fs.DurationVar(&g.keepAliveTimeout, "keepalive-timeout", defaultKeepAliveTimeout, "how long a keepalive ping may go unanswered before the connection is closed")
+func newCtlFlags(fs *pflag.FlagSet) *ctlFlags {
+	g := &ctlFlags{}
+	fs.StringSliceVar(&g.endpoints, "endpoints", []string{ctlDefaultEndpoint}, "comma-separated gRPC endpoints of the store")
+	fs.DurationVar(&g.dialTimeout, "dial-timeout", ctlDefaultDialTimeout, "how long to wait for a connection")
+	fs.DurationVar(&g.commandTimeout, "command-timeout", ctlDefaultCommandTimeout, "how long a request may take, not counting the dial")
+	fs.DurationVar(&g.keepAliveTime, "keepalive-time", ctlDefaultKeepAliveTime, "interval of the client's keepalive pings")
+	fs.DurationVar(&g.keepAliveTimeout, "keepalive-timeout", ctlDefaultKeepAliveTimeout, "how long a keepalive ping may go unanswered before the connection is closed")
 	fs.IntVar(&g.maxRequestBytes, "max-request-bytes", 0, "largest request the client sends, in bytes (0: 2 MiB)")
 	fs.IntVar(&g.maxRecvBytes, "max-recv-bytes", 0, "largest response the client accepts, in bytes (0: no limit below 2 GiB)")
 	fs.StringVarP(&g.writeOut, "write-out", "w", "simple", "output format: simple, json, fields, table or protobuf")
@@ -88,21 +88,21 @@ func newGlobalFlags(fs *pflag.FlagSet) *globalFlags {
 	return g
 }
 
-// envKey is the environment variable for flag name under prefix.
-func envKey(prefix, name string) string {
+// ctlEnvKey is the environment variable for flag name under prefix.
+func ctlEnvKey(prefix, name string) string {
 	return prefix + "_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 }
 
-// applyEnv sets every client flag that was not given on the command line
+// applyCtlEnv sets every client flag that was not given on the command line
 // from the environment. A flag given on the command line wins.
-func applyEnv(fs *pflag.FlagSet, getenv func(string) string) error {
-	for _, name := range globalFlagNames {
+func applyCtlEnv(fs *pflag.FlagSet, getenv func(string) string) error {
+	for _, name := range ctlFlagNames {
 		f := fs.Lookup(name)
 		if f == nil || f.Changed {
 			continue
 		}
-		for _, prefix := range envPrefixes {
-			key := envKey(prefix, name)
+		for _, prefix := range ctlEnvPrefixes {
+			key := ctlEnvKey(prefix, name)
 			val := getenv(key)
 			if val == "" {
 				continue
@@ -120,17 +120,17 @@ func applyEnv(fs *pflag.FlagSet, getenv func(string) string) error {
 // printer for --write-out and the client configuration.
 type ctlSession struct {
 	s       streams
-	g       *globalFlags
+	g       *ctlFlags
 	printer printer
 	logger  *zap.Logger
 	spec    *clientv3.ConfigSpec
 }
 
-// newSession applies the environment to cmd's client flags, checks them and
+// newCtlSession applies the environment to cmd's client flags, checks them and
 // prepares the printer for an output of the given kind. It does not dial.
-func newSession(cmd *cobra.Command, s streams, g *globalFlags, kind outputKind) (*ctlSession, error) {
+func newCtlSession(cmd *cobra.Command, s streams, g *ctlFlags, kind outputKind) (*ctlSession, error) {
 	fs := cmd.Flags()
-	if err := applyEnv(fs, os.Getenv); err != nil {
+	if err := applyCtlEnv(fs, os.Getenv); err != nil {
 		return nil, ctlError(exitError, err)
 	}
 	p, err := newPrinter(g.writeOut, g.hex, s.out, s.err)
@@ -153,7 +153,7 @@ func newSession(cmd *cobra.Command, s streams, g *globalFlags, kind outputKind) 
 // startDebug prints the effective client flags and turns on the client and
 // gRPC logs, all on stderr.
 func (c *ctlSession) startDebug(fs *pflag.FlagSet) {
-	for _, name := range globalFlagNames {
+	for _, name := range ctlFlagNames {
 		f := fs.Lookup(name)
 		if f == nil {
 			continue
@@ -162,7 +162,7 @@ func (c *ctlSession) startDebug(fs *pflag.FlagSet) {
 		if name == "password" && val != "" {
 			val = "<hidden>"
 		}
-		fmt.Fprintf(c.s.err, "%s=%s\n", envKey(envPrefixes[0], name), val)
+		fmt.Fprintf(c.s.err, "%s=%s\n", ctlEnvKey(ctlEnvPrefixes[0], name), val)
 	}
 	w := zapcore.AddSync(c.s.err)
 	grpclog.SetLoggerV2(grpclog.NewLoggerV2WithVerbosity(w, w, w, 4))
@@ -217,20 +217,20 @@ func (c *ctlSession) authConfig() (*clientv3.AuthConfig, error) {
 	if name, pass, ok := strings.Cut(g.user, ":"); ok {
 		return &clientv3.AuthConfig{Username: name, Password: pass}, nil
 	}
-	pass, err := readPassword(c.s, "Password: ")
+	pass, err := ctlReadPassword(c.s, "Password: ")
 	if err != nil {
 		return nil, ctlError(exitError, fmt.Errorf("read password: %w", err))
 	}
 	return &clientv3.AuthConfig{Username: g.user, Password: pass}, nil
 }
 
-// readPassword prompts on stderr and reads one line from stdin, without echo
+// ctlReadPassword prompts on stderr and reads one line from stdin, without echo
 // when stdin is a terminal.
-func readPassword(s streams, prompt string) (string, error) {
+func ctlReadPassword(s streams, prompt string) (string, error) {
 	fmt.Fprint(s.err, prompt)
 	defer fmt.Fprintln(s.err)
 	if f, ok := s.in.(*os.File); ok {
-		if restore, err := disableEcho(f); err == nil {
+		if restore, err := ctlDisableEcho(f); err == nil {
 			defer restore()
 		}
 	}

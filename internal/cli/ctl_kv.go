@@ -296,13 +296,13 @@ func newGetCommand(s streams) *cobra.Command {
 		Short: "Get a key, or the keys in [key, range_end)",
 	}
 	o.addFlags(cmd.Flags())
-	g := newGlobalFlags(cmd.Flags())
+	g := newCtlFlags(cmd.Flags())
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		key, opts, err := o.op(args)
 		if err != nil {
 			return err
 		}
-		sess, err := newSession(cmd, s, g, kvOutput)
+		sess, err := newCtlSession(cmd, s, g, kvOutput)
 		if err != nil {
 			return err
 		}
@@ -349,13 +349,13 @@ A value that starts with '-' would be read as a flag; put '--' before it:
   cairn put <key> -- -value`,
 	}
 	o.addFlags(cmd.Flags())
-	g := newGlobalFlags(cmd.Flags())
+	g := newCtlFlags(cmd.Flags())
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		key, value, opts, err := o.op(args, stdinOrEmpty(s.in))
+		key, value, opts, err := o.op(args, ctlStdin(s.in))
 		if err != nil {
 			return err
 		}
-		sess, err := newSession(cmd, s, g, kvOutput)
+		sess, err := newCtlSession(cmd, s, g, kvOutput)
 		if err != nil {
 			return err
 		}
@@ -383,7 +383,7 @@ func newDelCommand(s streams) *cobra.Command {
 		Short: "Delete a key, or the keys in [key, range_end)",
 	}
 	o.addFlags(cmd.Flags())
-	g := newGlobalFlags(cmd.Flags())
+	g := newCtlFlags(cmd.Flags())
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		key, opts, warn, err := o.op(args)
 		if err != nil {
@@ -394,7 +394,7 @@ func newDelCommand(s streams) *cobra.Command {
 				return err
 			}
 		}
-		sess, err := newSession(cmd, s, g, kvOutput)
+		sess, err := newCtlSession(cmd, s, g, kvOutput)
 		if err != nil {
 			return err
 		}
@@ -422,7 +422,7 @@ func newCompactionCommand(s streams) *cobra.Command {
 		Short: "Discard the key-value history older than <revision>",
 	}
 	cmd.Flags().BoolVar(&physical, "physical", false, "wait until the compacted revisions are removed from the backend")
-	g := newGlobalFlags(cmd.Flags())
+	g := newCtlFlags(cmd.Flags())
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if len(args) != 1 {
 			return ctlErrorf(exitBadArgs, "compaction command needs 1 argument")
@@ -435,7 +435,7 @@ func newCompactionCommand(s streams) *cobra.Command {
 		if physical {
 			opts = append(opts, clientv3.WithCompactPhysical())
 		}
-		sess, err := newSession(cmd, s, g, noOutput)
+		sess, err := newCtlSession(cmd, s, g, noOutput)
 		if err != nil {
 			return err
 		}
@@ -455,9 +455,9 @@ func newCompactionCommand(s streams) *cobra.Command {
 	return cmd
 }
 
-// stdinOrEmpty never returns nil, so that a command run without stdin sees an
+// ctlStdin never returns nil, so that a command run without stdin sees an
 // empty one.
-func stdinOrEmpty(r io.Reader) io.Reader {
+func ctlStdin(r io.Reader) io.Reader {
 	if r == nil {
 		return strings.NewReader("")
 	}

@@ -6,9 +6,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// disableEcho turns off echo on the terminal f until restore is called. It
+// ctlDisableEcho turns off echo on the terminal f until restore is called. It
 // fails when f is not a terminal.
-func disableEcho(f *os.File) (restore func(), err error) {
+func ctlDisableEcho(f *os.File) (restore func(), err error) {
 	fd := int(f.Fd())
 	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
 	if err != nil {

@@ -7,7 +7,7 @@ import (
 	"os"
 )
 
-// disableEcho is only implemented on Linux; elsewhere the password echoes.
-func disableEcho(*os.File) (restore func(), err error) {
+// ctlDisableEcho is only implemented on Linux; elsewhere the password echoes.
+func ctlDisableEcho(*os.File) (restore func(), err error) {
 	return nil, errors.New("echo control not supported on this platform")
 }

@@ -32,7 +32,7 @@ func newEndpointCommand(s streams) *cobra.Command {
 		Use:   "endpoint <subcommand>",
 		Short: "Check the health and status of store endpoints",
 	}
-	g := newGlobalFlags(cmd.PersistentFlags())
+	g := newCtlFlags(cmd.PersistentFlags())
 	var cluster bool
 	cmd.PersistentFlags().BoolVar(&cluster, "cluster", false, "check every client URL of the cluster's members instead of --endpoints")
 
@@ -40,7 +40,7 @@ func newEndpointCommand(s streams) *cobra.Command {
 		Use:   "health",
 		Short: "Check that each endpoint can serve a linearizable read and has no alarm raised",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sess, err := newSession(cmd, s, g, endpointOutput)
+			sess, err := newCtlSession(cmd, s, g, endpointOutput)
 			if err != nil {
 				return err
 			}
@@ -57,7 +57,7 @@ func newEndpointCommand(s streams) *cobra.Command {
 		Long: "Print the status of each endpoint. The simple format writes one comma-separated\n" +
 			"line per endpoint with the same columns as the table format.",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sess, err := newSession(cmd, s, g, endpointOutput)
+			sess, err := newCtlSession(cmd, s, g, endpointOutput)
 			if err != nil {
 				return err
 			}

@@ -53,8 +53,8 @@ func newPrinter(format string, isHex bool, out, errOut io.Writer) (printer, erro
 	return nil, ctlErrorf(exitBadFeature, "unsupported output format")
 }
 
-// hexBytes writes b as etcdctl's --hex does: every byte as \xNN.
-func hexBytes(b []byte) string {
+// hexEscape writes b as etcdctl's --hex does: every byte as \xNN.
+func hexEscape(b []byte) string {
 	var sb strings.Builder
 	sb.Grow(4 * len(b))
 	for _, c := range b {

@@ -23,7 +23,7 @@ func (p *simplePrinter) kv(kv *mvccpb.KeyValue) {
 	kv = kvOrEmpty(kv)
 	key, val := string(kv.Key), string(kv.Value)
 	if p.hex {
-		key, val = hexBytes(kv.Key), hexBytes(kv.Value)
+		key, val = hexEscape(kv.Key), hexEscape(kv.Value)
 	}
 	if !p.valueOnly {
 		fmt.Fprintln(p.out, key)

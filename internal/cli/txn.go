@@ -37,7 +37,7 @@ A request is a get, put or del command line with its flags.
 With --interactive each section is announced on stdout first.`,
 	}
 	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "announce each section of the input")
-	g := newGlobalFlags(cmd.Flags())
+	g := newCtlFlags(cmd.Flags())
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if len(args) != 0 {
 			return ctlErrorf(exitBadArgs, "txn command does not accept argument")
@@ -47,7 +47,7 @@ With --interactive each section is announced on stdout first.`,
 				fmt.Fprintln(s.out, text)
 			}
 		}
-		in := bufio.NewReader(stdinOrEmpty(s.in))
+		in := bufio.NewReader(ctlStdin(s.in))
 
 		prompt("compares:")
 		cmps, err := readCompares(in)
@@ -72,7 +72,7 @@ With --interactive each section is announced on stdout first.`,
 			}
 		}
 
-		sess, err := newSession(cmd, s, g, kvOutput)
+		sess, err := newCtlSession(cmd, s, g, kvOutput)
 		if err != nil {
 			return err
 		}
