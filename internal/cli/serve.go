@@ -1,17 +1,262 @@
 package cli
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/cairn-io/cairn/internal/embed"
+	"github.com/cairn-io/cairn/internal/membership"
+	"github.com/cairn-io/cairn/internal/server"
+)
+
+// serveFlags are etcd's server flags, with etcd's names, meanings and
+// defaults (loopback instead of localhost, and ./<name>.cairn as the data
+// directory).
+type serveFlags struct {
+	name                     string
+	dataDir                  string
+	listenClientURLs         string
+	advertiseClientURLs      string
+	listenPeerURLs           string
+	initialAdvertisePeerURLs string
+	initialCluster           string
+	initialClusterState      string
+	initialClusterToken      string
+	snapshotCount            uint64
+	quotaBackendBytes        int64
+	maxRequestBytes          uint
+	maxTxnOps                uint
+	autoCompactionMode       string
+	autoCompactionRetention  string
+	heartbeatInterval        uint
+	electionTimeout          uint
+	logLevel                 string
+	logFormat                string
+	enablePprof              bool
+}
+
+const (
+	defaultClientURL = "http://127.0.0.1:2379"
+	defaultPeerURL   = "http://127.0.0.1:2380"
 )
 
 func newServeCommand(s streams) *cobra.Command {
-	return &cobra.Command{
+	f := &serveFlags{}
+	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Run a store member",
+		Short: "Run a store member (etcd's server flags; each also settable as CAIRN_<FLAG>)",
+		Long: `Run a store member. With no flags it starts a single-member cluster with its
+data in ./default.cairn, serving clients on 127.0.0.1:2379 and peers on
+127.0.0.1:2380.
+
+Every flag can also be set in the environment as CAIRN_<FLAG>, upper case with
+dashes as underscores (CAIRN_DATA_DIR=/var/lib/cairn); ETCD_<FLAG> is accepted
+too, so existing etcd units work. A flag on the command line wins.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return errors.New("not implemented yet")
+			if err := setFlagsFromEnv(cmd.Flags(), "CAIRN_", "ETCD_"); err != nil {
+				return ExitError{Code: 2, Err: err}
+			}
+			cfg, err := f.config(cmd.Flags())
+			if err != nil {
+				return ExitError{Code: 2, Err: err}
+			}
+			return runServe(cmd.Context(), cfg, s)
 		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&f.name, "name", server.DefaultName, "Human-readable name for this member.")
+	fs.StringVar(&f.dataDir, "data-dir", "", "Path to the data directory. Default ./<name>.cairn.")
+	fs.StringVar(&f.listenClientURLs, "listen-client-urls", defaultClientURL, "List of URLs to listen on for client traffic.")
+	fs.StringVar(&f.advertiseClientURLs, "advertise-client-urls", "", "List of this member's client URLs to advertise to the rest of the cluster. Default: --listen-client-urls.")
+	fs.StringVar(&f.listenPeerURLs, "listen-peer-urls", defaultPeerURL, "List of URLs to listen on for peer traffic.")
+	fs.StringVar(&f.initialAdvertisePeerURLs, "initial-advertise-peer-urls", defaultPeerURL, "List of this member's peer URLs to advertise to the rest of the cluster.")
+	fs.StringVar(&f.initialCluster, "initial-cluster", "", "Initial cluster configuration for bootstrapping, name=peerURL,... Default <name>=<initial-advertise-peer-urls>.")
+	fs.StringVar(&f.initialClusterState, "initial-cluster-state", "new", "Initial cluster state ('new' or 'existing').")
+	fs.StringVar(&f.initialClusterToken, "initial-cluster-token", server.DefaultInitialClusterToken, "Initial cluster token for the cluster during bootstrap.")
+	fs.Uint64Var(&f.snapshotCount, "snapshot-count", server.DefaultSnapshotCount, "Number of committed transactions to trigger a snapshot (raft log truncation).")
+	fs.Int64Var(&f.quotaBackendBytes, "quota-backend-bytes", 0, "Raise alarms when backend size exceeds the given quota. 0 means use the default quota (2 GiB).")
+	fs.UintVar(&f.maxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "Maximum client request size in bytes the server will accept.")
+	fs.UintVar(&f.maxTxnOps, "max-txn-ops", server.DefaultMaxTxnOps, "Maximum number of operations permitted in a transaction.")
+	fs.StringVar(&f.autoCompactionMode, "auto-compaction-mode", "periodic", "Interpret 'auto-compaction-retention' one of: periodic|revision.")
+	fs.StringVar(&f.autoCompactionRetention, "auto-compaction-retention", "0", "Auto compaction retention for mvcc key value store (hours or a duration in periodic mode, revisions in revision mode). 0 means disable auto compaction.")
+	fs.UintVar(&f.heartbeatInterval, "heartbeat-interval", 100, "Time (in milliseconds) of a heartbeat interval.")
+	fs.UintVar(&f.electionTimeout, "election-timeout", 1000, "Time (in milliseconds) for an election to timeout.")
+	fs.StringVar(&f.logLevel, "log-level", "info", "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
+	fs.StringVar(&f.logFormat, "log-format", "json", "Configures log format. Only supports json, console.")
+	fs.BoolVar(&f.enablePprof, "enable-pprof", true, "Serve runtime profiling data via HTTP at /debug/pprof on the client port.")
+	return cmd
+}
+
+// setFlagsFromEnv sets every flag not given on the command line from the first of
+// the prefixed environment variables that is set.
+func setFlagsFromEnv(fs *pflag.FlagSet, prefixes ...string) error {
+	var err error
+	fs.VisitAll(func(fl *pflag.Flag) {
+		if err != nil || fl.Changed {
+			return
+		}
+		suffix := strings.ToUpper(strings.ReplaceAll(fl.Name, "-", "_"))
+		for _, p := range prefixes {
+			v, ok := os.LookupEnv(p + suffix)
+			if !ok {
+				continue
+			}
+			if e := fs.Set(fl.Name, v); e != nil {
+				err = fmt.Errorf("invalid value %q for environment variable %s%s (flag --%s): %v", v, p, suffix, fl.Name, e)
+			}
+			return
+		}
+	})
+	return err
+}
+
+func parseURLs(flag, v string) ([]string, error) {
+	var out []string
+	for _, u := range strings.Split(v, ",") {
+		u = strings.TrimSpace(u)
+		if u == "" {
+			continue
+		}
+		if err := membership.ValidateURL(u); err != nil {
+			return nil, fmt.Errorf("invalid value %q for flag --%s: %v", v, flag, err)
+		}
+		out = append(out, u)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("flag --%s needs at least one URL", flag)
+	}
+	return out, nil
+}
+
+func (f *serveFlags) config(fs *pflag.FlagSet) (embed.Config, error) {
+	var cfg embed.Config
+	var err error
+	if f.name == "" {
+		return cfg, errors.New("flag --name must not be empty")
+	}
+	if cfg.ListenClientURLs, err = parseURLs("listen-client-urls", f.listenClientURLs); err != nil {
+		return cfg, err
+	}
+	if cfg.ListenPeerURLs, err = parseURLs("listen-peer-urls", f.listenPeerURLs); err != nil {
+		return cfg, err
+	}
+	advertiseClient := f.advertiseClientURLs
+	if advertiseClient == "" {
+		advertiseClient = f.listenClientURLs
+	}
+	m := &cfg.Member
+	if m.ClientURLs, err = parseURLs("advertise-client-urls", advertiseClient); err != nil {
+		return cfg, err
+	}
+	if m.PeerURLs, err = parseURLs("initial-advertise-peer-urls", f.initialAdvertisePeerURLs); err != nil {
+		return cfg, err
+	}
+	m.Name = f.name
+	m.DataDir = f.dataDir
+	if m.DataDir == "" {
+		m.DataDir = f.name + ".cairn"
+	}
+	m.InitialCluster = f.initialCluster
+	if m.InitialCluster == "" {
+		parts := make([]string, len(m.PeerURLs))
+		for i, u := range m.PeerURLs {
+			parts[i] = f.name + "=" + u
+		}
+		m.InitialCluster = strings.Join(parts, ",")
+	}
+	if _, err := membership.ParseInitialCluster(m.InitialCluster, f.initialClusterToken); err != nil {
+		return cfg, fmt.Errorf("invalid value %q for flag --initial-cluster: %v", m.InitialCluster, err)
+	}
+	switch f.initialClusterState {
+	case "new", "existing":
+	default:
+		return cfg, fmt.Errorf("invalid value %q for flag --initial-cluster-state: must be \"new\" or \"existing\"", f.initialClusterState)
+	}
+	m.InitialClusterState = f.initialClusterState
+	m.InitialClusterToken = f.initialClusterToken
+	if f.snapshotCount == 0 {
+		return cfg, errors.New("invalid value 0 for flag --snapshot-count: must be positive")
+	}
+	m.SnapshotCount = f.snapshotCount
+	m.QuotaBackendBytes = f.quotaBackendBytes
+	if f.quotaBackendBytes < 0 {
+		return cfg, fmt.Errorf("invalid value %d for flag --quota-backend-bytes: must not be negative", f.quotaBackendBytes)
+	}
+	if f.maxRequestBytes == 0 {
+		return cfg, errors.New("invalid value 0 for flag --max-request-bytes: must be positive")
+	}
+	m.MaxRequestBytes = f.maxRequestBytes
+	if f.maxTxnOps == 0 {
+		return cfg, errors.New("invalid value 0 for flag --max-txn-ops: must be positive")
+	}
+	cfg.MaxTxnOps = int(f.maxTxnOps)
+	m.AutoCompactionMode = f.autoCompactionMode
+	m.AutoCompactionRetention = f.autoCompactionRetention
+	if f.autoCompactionMode != "periodic" && f.autoCompactionMode != "revision" {
+		return cfg, fmt.Errorf("invalid value %q for flag --auto-compaction-mode: must be periodic or revision", f.autoCompactionMode)
+	}
+	if f.heartbeatInterval == 0 || f.electionTimeout == 0 {
+		return cfg, errors.New("flags --heartbeat-interval and --election-timeout must be positive")
+	}
+	m.TickInterval = time.Duration(f.heartbeatInterval) * time.Millisecond
+	m.ElectionTimeout = time.Duration(f.electionTimeout) * time.Millisecond
+	if m.ElectionTimeout < 5*m.TickInterval {
+		return cfg, fmt.Errorf("--election-timeout[%vms] should be at least 5 times as --heartbeat-interval[%vms]", f.electionTimeout, f.heartbeatInterval)
+	}
+	level, err := parseLogLevel(f.logLevel)
+	if err != nil {
+		return cfg, err
+	}
+	var h slog.Handler
+	opts := &slog.HandlerOptions{Level: level}
+	switch f.logFormat {
+	case "json":
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	case "console", "text":
+		h = slog.NewTextHandler(os.Stderr, opts)
+	default:
+		return cfg, fmt.Errorf("invalid value %q for flag --log-format: must be json or console", f.logFormat)
+	}
+	cfg.Logger = slog.New(h)
+	cfg.EnablePprof = f.enablePprof
+	return cfg, nil
+}
+
+func parseLogLevel(s string) (slog.Level, error) {
+	switch s {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error", "panic", "fatal":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("invalid value %q for flag --log-level: must be debug, info, warn, error, panic or fatal", s)
+}
+
+// runServe runs a member until ctx ends (SIGINT or SIGTERM) or it fails.
+func runServe(ctx context.Context, cfg embed.Config, s streams) error {
+	m, err := embed.Start(cfg)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	select {
+	case <-ctx.Done():
+		cfg.Logger.Info("shutting down", "reason", "signal")
+		return nil
+	case err := <-m.Err():
+		return fmt.Errorf("member stopped: %w", err)
 	}
 }

@@ -1,0 +1,67 @@
+package v3rpc
+
+import (
+	"context"
+	"errors"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/cairn-io/cairn/internal/membership"
+	"github.com/cairn-io/cairn/internal/mvcc"
+	"github.com/cairn-io/cairn/internal/server"
+)
+
+// errorTable translates the store's errors to the gRPC errors etcd sends,
+// which clientv3 turns back into its typed errors. This is the only place
+// domain errors become wire errors.
+var errorTable = []struct {
+	err  error
+	grpc error
+}{
+	{mvcc.ErrCompacted, rpctypes.ErrGRPCCompacted},
+	{mvcc.ErrFutureRev, rpctypes.ErrGRPCFutureRev},
+	{mvcc.ErrKeyNotFound, rpctypes.ErrGRPCKeyNotFound},
+	{mvcc.ErrLeaseNotFound, rpctypes.ErrGRPCLeaseNotFound},
+
+	{server.ErrRequestTooLarge, rpctypes.ErrGRPCRequestTooLarge},
+	{server.ErrNoSpace, rpctypes.ErrGRPCNoSpace},
+	{server.ErrTooManyRequests, rpctypes.ErrTooManyRequests},
+	{server.ErrNoLeader, rpctypes.ErrGRPCNoLeader},
+	{server.ErrNotLeader, rpctypes.ErrGRPCNotLeader},
+	{server.ErrLeaderChanged, rpctypes.ErrGRPCLeaderChanged},
+	{server.ErrStopped, rpctypes.ErrGRPCStopped},
+	{server.ErrTimeout, rpctypes.ErrGRPCTimeout},
+	{server.ErrTimeoutDueToLeaderFail, rpctypes.ErrGRPCTimeoutDueToLeaderFail},
+	{server.ErrTimeoutWaitAppliedIndex, rpctypes.ErrGRPCTimeoutWaitAppliedIndex},
+	{server.ErrUnhealthy, rpctypes.ErrGRPCUnhealthy},
+	{server.ErrCorrupt, rpctypes.ErrGRPCCorrupt},
+
+	{membership.ErrIDRemoved, rpctypes.ErrGRPCMemberNotFound},
+	{membership.ErrIDNotFound, rpctypes.ErrGRPCMemberNotFound},
+	{membership.ErrIDExists, rpctypes.ErrGRPCMemberExist},
+	{membership.ErrPeerURLExists, rpctypes.ErrGRPCPeerURLExist},
+	{membership.ErrNotLearner, rpctypes.ErrGRPCMemberNotLearner},
+	{membership.ErrTooManyLearners, rpctypes.ErrGRPCTooManyLearners},
+
+	{context.Canceled, rpctypes.ErrGRPCCanceled},
+	{context.DeadlineExceeded, rpctypes.ErrGRPCDeadlineExceeded},
+}
+
+// toGRPCError translates err for the wire. Errors that are already gRPC
+// statuses pass through; unknown errors become codes.Unknown with their text.
+func toGRPCError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	for _, e := range errorTable {
+		if errors.Is(err, e.err) {
+			return e.grpc
+		}
+	}
+	return status.Error(codes.Unknown, err.Error())
+}

@@ -1,0 +1,69 @@
+package v3rpc
+
+import (
+	"math"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+)
+
+// Services is everything a member offers the v3 API.
+type Services interface {
+	KV
+	Maintenance
+	Cluster
+}
+
+// Config configures the gRPC server.
+type Config struct {
+	// MaxRequestBytes is --max-request-bytes; gRPC accepts messages up to
+	// it plus 512 KiB of overhead, so that a slightly oversized request
+	// reaches the store and gets etcd's "request is too large".
+	MaxRequestBytes int
+	// MaxTxnOps is --max-txn-ops.
+	MaxTxnOps int
+	// KeepaliveMinTime is the shortest client keepalive ping interval
+	// accepted. Default 5s.
+	KeepaliveMinTime time.Duration
+	// KeepaliveInterval and KeepaliveTimeout govern server-to-client
+	// pings. Defaults 2h and 20s.
+	KeepaliveInterval time.Duration
+	KeepaliveTimeout  time.Duration
+}
+
+const grpcOverheadBytes = 512 * 1024
+
+// NewServer returns a gRPC server with etcd's v3 services registered.
+func NewServer(s Services, cfg Config, opts ...grpc.ServerOption) *grpc.Server {
+	if cfg.KeepaliveMinTime <= 0 {
+		cfg.KeepaliveMinTime = 5 * time.Second
+	}
+	if cfg.KeepaliveInterval <= 0 {
+		cfg.KeepaliveInterval = 2 * time.Hour
+	}
+	if cfg.KeepaliveTimeout <= 0 {
+		cfg.KeepaliveTimeout = 20 * time.Second
+	}
+	opts = append([]grpc.ServerOption{
+		grpc.ForceServerCodecV2(Codec()),
+		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes + grpcOverheadBytes),
+		grpc.MaxSendMsgSize(math.MaxInt32),
+		grpc.MaxConcurrentStreams(math.MaxUint32),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.KeepaliveMinTime, PermitWithoutStream: false}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.KeepaliveInterval, Timeout: cfg.KeepaliveTimeout}),
+	}, opts...)
+	gs := grpc.NewServer(opts...)
+	pb.RegisterKVServer(gs, NewKVServer(s, s, cfg.MaxTxnOps))
+	pb.RegisterMaintenanceServer(gs, NewMaintenanceServer(s))
+	pb.RegisterClusterServer(gs, NewClusterServer(s))
+	pb.RegisterWatchServer(gs, &pb.UnimplementedWatchServer{})
+	pb.RegisterLeaseServer(gs, &pb.UnimplementedLeaseServer{})
+	pb.RegisterAuthServer(gs, &pb.UnimplementedAuthServer{})
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	return gs
+}

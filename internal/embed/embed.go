@@ -1,0 +1,246 @@
+// Package embed starts a complete store member in process: its listeners,
+// the member itself (internal/server), and the client-port APIs (gRPC v3
+// and the HTTP endpoints) on one port per URL. cairn serve is a thin layer
+// of flags over it, and tests use it to run members without a process.
+package embed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+
+	"github.com/cairn-io/cairn/internal/api/httpapi"
+	"github.com/cairn-io/cairn/internal/api/v3rpc"
+	"github.com/cairn-io/cairn/internal/portmux"
+	"github.com/cairn-io/cairn/internal/server"
+	"github.com/cairn-io/cairn/internal/version"
+)
+
+// Config configures a member and its listeners.
+type Config struct {
+	// Member is the member's own configuration.
+	Member server.Config
+	// ListenClientURLs are the URLs to serve clients on
+	// (--listen-client-urls). A port of 0 picks a free port; ClientURLs
+	// reports the ones chosen.
+	ListenClientURLs []string
+	// ListenPeerURLs are the URLs to serve peers on (--listen-peer-urls).
+	ListenPeerURLs []string
+	// MaxTxnOps is --max-txn-ops. Default 128.
+	MaxTxnOps int
+	// EnablePprof serves /debug/pprof on the client port.
+	EnablePprof bool
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Member is a running member with its listeners.
+type Member struct {
+	Server *server.Server
+
+	cfg        Config
+	lg         *slog.Logger
+	clientLns  []net.Listener
+	peerLns    []net.Listener
+	muxes      []*portmux.Mux
+	grpc       *grpc.Server
+	httpSrvs   []*http.Server
+	errc       chan error
+	closeOnce  sync.Once
+	wg         sync.WaitGroup
+	registered prometheus.Collector
+}
+
+// Start starts a member. Listeners are opened first, so that a port in use
+// fails the start before any data is touched; the member then recovers its
+// storage and starts raft; the APIs start last, so that no client reaches
+// a member that is not running.
+func Start(cfg Config) (m *Member, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxTxnOps <= 0 {
+		cfg.MaxTxnOps = server.DefaultMaxTxnOps
+	}
+	if cfg.Member.Logger == nil {
+		cfg.Member.Logger = cfg.Logger
+	}
+	m = &Member{cfg: cfg, lg: cfg.Logger, errc: make(chan error, 8)}
+	defer func() {
+		if err != nil {
+			m.closeListeners()
+		}
+	}()
+	for _, u := range cfg.ListenPeerURLs {
+		l, err := listen(u)
+		if err != nil {
+			return nil, fmt.Errorf("listen for peers on %s: %w", u, err)
+		}
+		m.peerLns = append(m.peerLns, l)
+	}
+	for _, u := range cfg.ListenClientURLs {
+		l, err := listen(u)
+		if err != nil {
+			return nil, fmt.Errorf("listen for clients on %s: %w", u, err)
+		}
+		m.clientLns = append(m.clientLns, l)
+	}
+	if len(cfg.Member.ClientURLs) == 0 {
+		cfg.Member.ClientURLs = m.ClientURLs()
+	}
+
+	m.Server, err = server.New(cfg.Member)
+	if err != nil {
+		return nil, err
+	}
+	m.registered = server.NewCollector(m.Server)
+	if err := prometheus.Register(m.registered); err != nil {
+		// Another member in this process registered first (tests).
+		m.registered = nil
+	}
+
+	m.grpc = v3rpc.NewServer(m.Server, v3rpc.Config{
+		MaxRequestBytes: int(m.Server.Config().MaxRequestBytes),
+		MaxTxnOps:       cfg.MaxTxnOps,
+	})
+	mux := http.NewServeMux()
+	httpapi.Register(mux, httpapi.Config{
+		Member:         m.Server,
+		RequestTimeout: m.Server.Config().ReqTimeout(),
+		EnablePprof:    cfg.EnablePprof,
+		Logger:         m.lg,
+	})
+	for _, l := range m.clientLns {
+		pm := portmux.New(l)
+		m.muxes = append(m.muxes, pm)
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(m.lg.Handler(), slog.LevelDebug)}
+		m.httpSrvs = append(m.httpSrvs, hs)
+		m.serve(func() error { return pm.Serve() })
+		m.serve(func() error { return m.grpc.Serve(pm.GRPC()) })
+		m.serve(func() error { return hs.Serve(pm.HTTP()) })
+	}
+	peerMux := http.NewServeMux()
+	peerMux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"etcdserver":%q,"etcdcluster":%q}`, version.EtcdServerVersion, version.EtcdClusterVersion)
+	})
+	for _, l := range m.peerLns {
+		hs := &http.Server{Handler: peerMux, ReadHeaderTimeout: 10 * time.Second}
+		m.httpSrvs = append(m.httpSrvs, hs)
+		m.serve(func() error { return hs.Serve(l) })
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		select {
+		case err := <-m.Server.Errors():
+			m.errc <- err
+		case <-m.Server.Done():
+		}
+	}()
+	m.lg.Info("serving", "name", cfg.Member.Name, "client-urls", m.ClientURLs(), "peer-urls", m.PeerURLs(),
+		"member-id", fmt.Sprintf("%x", m.Server.ID()), "cluster-id", fmt.Sprintf("%x", m.Server.ClusterID()))
+	return m, nil
+}
+
+func (m *Member) serve(fn func() error) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		if err := fn(); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) &&
+			!errors.Is(err, grpc.ErrServerStopped) {
+			select {
+			case m.errc <- err:
+			default:
+			}
+		}
+	}()
+}
+
+// Err delivers errors that stop the member (a failed listener, a storage
+// failure). The caller should Close the member.
+func (m *Member) Err() <-chan error { return m.errc }
+
+// ClientURLs returns the URLs clients can reach the member at (with ports
+// resolved when 0 was asked for).
+func (m *Member) ClientURLs() []string { return urlsOf(m.clientLns) }
+
+// PeerURLs returns the URLs peers can reach the member at.
+func (m *Member) PeerURLs() []string { return urlsOf(m.peerLns) }
+
+func urlsOf(ls []net.Listener) []string {
+	out := make([]string, len(ls))
+	for i, l := range ls {
+		out[i] = "http://" + l.Addr().String()
+	}
+	return out
+}
+
+// Close stops the member: client connections are closed first so clients
+// learn at once that the member is going away; then the member stops raft,
+// finishes applying and closes storage.
+func (m *Member) Close() {
+	m.closeOnce.Do(func() {
+		for _, pm := range m.muxes {
+			pm.Close()
+		}
+		if m.grpc != nil {
+			stopped := make(chan struct{})
+			go func() { m.grpc.GracefulStop(); close(stopped) }()
+			select {
+			case <-stopped:
+			case <-time.After(2 * time.Second):
+				m.grpc.Stop()
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		for _, hs := range m.httpSrvs {
+			hs.Shutdown(ctx)
+		}
+		cancel()
+		m.closeListeners()
+		if m.Server != nil {
+			m.Server.Stop()
+		}
+		if m.registered != nil {
+			prometheus.Unregister(m.registered)
+		}
+		m.wg.Wait()
+	})
+}
+
+func (m *Member) closeListeners() {
+	for _, l := range append(append([]net.Listener(nil), m.clientLns...), m.peerLns...) {
+		l.Close()
+	}
+}
+
+// listen opens a TCP listener for an http:// URL.
+func listen(raw string) (net.Listener, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	switch u.Scheme {
+	case "http":
+	case "https":
+		return nil, errors.New("TLS (https) listeners are not supported by this version")
+	default:
+		return nil, fmt.Errorf("unsupported scheme %q (want http)", u.Scheme)
+	}
+	host := u.Host
+	if !strings.Contains(host, ":") {
+		return nil, errors.New("URL needs a port")
+	}
+	return net.Listen("tcp", host)
+}

@@ -1,0 +1,124 @@
+package mvcc
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/cairn-io/cairn/internal/storage"
+)
+
+// Compact compacts history at rev: reads below rev fail with ErrCompacted
+// from now on, and the revisions only such reads could see are deleted from
+// storage in the background. The compaction revision is recorded in batch
+// b; deletion starts once b is committed and Publish is called. The
+// returned channel is closed when deletion has finished.
+//
+// Compact must be called with nothing unpublished (the apply loop commits
+// and publishes its batch before applying a compaction), so that a
+// compaction never runs ahead of what readers can see.
+func (s *Store) Compact(b *pebble.Batch, rev int64) (<-chan struct{}, error) {
+	if len(s.pending) > 0 {
+		panic("mvcc: Compact called with unpublished writes")
+	}
+	if rev <= s.compactRev {
+		return nil, ErrCompacted
+	}
+	if rev > s.currentRev {
+		return nil, ErrFutureRev
+	}
+	var buf [8]byte
+	putBE(buf[:], uint64(rev))
+	if err := b.Set(storage.MetaKey(storage.MetaScheduledCompact), buf[:], nil); err != nil {
+		return nil, fmt.Errorf("mvcc: record compaction: %w", err)
+	}
+	job := s.compactIndex(rev)
+	if s.queuedJob != nil {
+		// Two compactions in one batch: the later one's job covers the
+		// earlier one's revisions too only if we merge them.
+		job.dropped = append(s.queuedJob.dropped, job.dropped...)
+		close(s.queuedJob.done)
+	}
+	s.queuedJob = &job
+	return job.done, nil
+}
+
+// compactIndex moves the compaction revision to rev and removes from the
+// index every revision no read at or after rev can see.
+func (s *Store) compactIndex(rev int64) compactJob {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.idxMu.Lock()
+	defer s.idxMu.Unlock()
+	s.compactRev = rev
+	job := compactJob{rev: rev, done: make(chan struct{})}
+	var empty []*keyIndex
+	s.idx.tree.Ascend(func(ki *keyIndex) bool {
+		var gone bool
+		job.dropped, gone = ki.compact(rev, job.dropped)
+		if gone {
+			empty = append(empty, ki)
+		}
+		return true
+	})
+	for _, ki := range empty {
+		s.idx.delete(ki)
+	}
+	return job
+}
+
+func (s *Store) queueCompaction() {
+	if s.queuedJob == nil {
+		return
+	}
+	s.compactJobs <- *s.queuedJob
+	s.queuedJob = nil
+}
+
+func (s *Store) compactLoop() {
+	defer close(s.compactDone)
+	for job := range s.compactJobs {
+		s.deleteRevisions(job)
+	}
+}
+
+// deleteRevisions deletes a job's revisions from storage in batches and
+// then records the compaction as finished.
+func (s *Store) deleteRevisions(job compactJob) {
+	defer close(job.done)
+	sort.Slice(job.dropped, func(i, j int) bool { return job.dropped[i].less(job.dropped[j]) })
+	var kb []byte
+	b := s.be.NewBatch()
+	n := 0
+	for _, r := range job.dropped {
+		kb = storage.RevKey(kb[:0], storage.Revision{Main: r.main, Sub: int64(r.sub)}, r.tomb)
+		if err := b.DeleteSized(kb, r.size, nil); err != nil {
+			s.lg.Error("compaction: stage delete", "err", err)
+		}
+		n++
+		if n == s.batchN {
+			if err := b.Commit(pebble.NoSync); err != nil {
+				s.lg.Error("compaction: delete batch", "err", err)
+			}
+			b.Close()
+			b = s.be.NewBatch()
+			n = 0
+		}
+	}
+	var buf [8]byte
+	putBE(buf[:], uint64(job.rev))
+	if err := b.Set(storage.MetaKey(storage.MetaFinishedCompact), buf[:], nil); err != nil {
+		s.lg.Error("compaction: record finished", "err", err)
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		s.lg.Error("compaction: finish", "err", err)
+	}
+	b.Close()
+	s.lg.Debug("compaction finished", "revision", job.rev, "deleted", len(job.dropped))
+}
+
+func putBE(b []byte, v uint64) {
+	b[0], b[1], b[2], b[3] = byte(v>>56), byte(v>>48), byte(v>>40), byte(v>>32)
+	b[4], b[5], b[6], b[7] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
+}

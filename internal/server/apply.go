@@ -1,0 +1,292 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/cairn-io/cairn/internal/membership"
+	"github.com/cairn-io/cairn/internal/mvcc"
+	"github.com/cairn-io/cairn/internal/raftnode"
+	"github.com/cairn-io/cairn/internal/storage"
+)
+
+// applyLoop applies committed work in log order. Each batch of committed
+// entries becomes one unsynced storage batch carrying every state change
+// and the applied index together: the raft log already holds the entries
+// durably, so after a crash the entries past the durable applied index are
+// simply applied again.
+func (s *Server) applyLoop() {
+	defer s.wg.Done()
+	for ap := range s.node.Applies() {
+		if err := s.applyAll(ap); err != nil {
+			s.lg.Error("apply failed, member stops", "err", err)
+			s.fail(err)
+			// Keep draining so the raft loop can stop cleanly.
+			for range s.node.Applies() {
+			}
+			return
+		}
+	}
+}
+
+type done struct {
+	id  uint64
+	res result
+}
+
+type applyBatch struct {
+	b     *pebble.Batch
+	index uint64
+	term  uint64
+	done  []done
+}
+
+func (s *Server) applyAll(ap raftnode.Apply) error {
+	if !raft.IsEmptySnap(ap.Snapshot) {
+		return errors.New("installing a snapshot from the leader is not supported by this version")
+	}
+	applied := s.appliedIndex.Load()
+	ab := &applyBatch{b: s.db.NewBatch()}
+	for i := range ap.Entries {
+		e := &ap.Entries[i]
+		if cs, ok := ap.ConfStates[e.Index]; ok {
+			s.confState = cs
+		}
+		if e.Index <= applied {
+			continue
+		}
+		switch e.Type {
+		case raftpb.EntryNormal:
+			if len(e.Data) > 0 {
+				if err := s.applyNormal(ab, e); err != nil {
+					ab.b.Close()
+					return err
+				}
+			}
+		case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
+			if err := s.applyConfChange(ab, e); err != nil {
+				ab.b.Close()
+				return err
+			}
+		}
+		ab.index, ab.term = e.Index, e.Term
+	}
+	if ab.index == 0 {
+		ab.b.Close()
+		return nil
+	}
+	if err := s.flush(ab); err != nil {
+		return err
+	}
+	ab.b.Close()
+	s.maybeSnapshot()
+	return nil
+}
+
+// flush commits the batch with the applied index, publishes the new
+// revisions, and answers the waiting clients. It leaves ab ready for more.
+func (s *Server) flush(ab *applyBatch) error {
+	storage.PutUint64(ab.b, storage.MetaAppliedIndex, ab.index)
+	storage.PutUint64(ab.b, storage.MetaAppliedTerm, ab.term)
+	if err := ab.b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("commit applied state at %d: %w", ab.index, err)
+	}
+	ab.b.Reset()
+	s.kv.Publish()
+	s.appliedIndex.Store(ab.index)
+	s.appliedTerm.Store(ab.term)
+	metricApplied.Add(float64(len(ab.done)))
+	for _, d := range ab.done {
+		s.w.trigger(d.id, d.res)
+	}
+	ab.done = ab.done[:0]
+	// Wake linearizable reads waiting for this index.
+	next := make(chan struct{})
+	old := s.applyNotify.Swap(&next)
+	close(*old)
+	return nil
+}
+
+func (s *Server) applyNormal(ab *applyBatch, e *raftpb.Entry) error {
+	var req pb.InternalRaftRequest
+	if err := req.Unmarshal(e.Data); err != nil {
+		return fmt.Errorf("decode entry %d: %v: %w", e.Index, err, storage.ErrCorrupt)
+	}
+	var id uint64
+	if req.Header != nil {
+		id = req.Header.ID
+	}
+	if req.Compaction != nil {
+		// A compaction must not run ahead of what readers can see:
+		// publish everything before it first.
+		if ab.index > 0 {
+			if err := s.flush(ab); err != nil {
+				return err
+			}
+		}
+	}
+	res := s.applyRequest(ab.b, &req)
+	ab.done = append(ab.done, done{id: id, res: res})
+	return nil
+}
+
+// applyRequest applies one request to the state machines in batch b.
+// Errors in the result are answers to the client (the state is unchanged);
+// they are the same on every member.
+func (s *Server) applyRequest(b *pebble.Batch, req *pb.InternalRaftRequest) result {
+	noSpace := s.alarms.active(pb.AlarmType_NOSPACE)
+	if s.alarms.active(pb.AlarmType_CORRUPT) && req.Alarm == nil {
+		return result{err: ErrCorrupt}
+	}
+	switch {
+	case req.Put != nil:
+		if noSpace {
+			return result{err: ErrNoSpace}
+		}
+		tw := s.kv.Write(b)
+		resp, err := mvcc.ApplyPut(tw, nil, req.Put)
+		tw.End()
+		return result{resp: resp, err: err}
+	case req.DeleteRange != nil:
+		tw := s.kv.Write(b)
+		resp, err := mvcc.ApplyDeleteRange(tw, req.DeleteRange)
+		tw.End()
+		return result{resp: resp, err: err}
+	case req.Txn != nil:
+		if noSpace && txnCost(req.Txn) > 0 {
+			return result{err: ErrNoSpace}
+		}
+		tw := s.kv.Write(b)
+		resp, err := mvcc.ApplyTxn(tw, nil, req.Txn)
+		tw.End()
+		return result{resp: resp, err: err}
+	case req.Compaction != nil:
+		physc, err := s.kv.Compact(b, req.Compaction.Revision)
+		if err != nil {
+			return result{err: err}
+		}
+		return result{resp: &pb.CompactionResponse{Header: &pb.ResponseHeader{}}, physc: physc}
+	case req.Alarm != nil:
+		resp, err := s.applyAlarm(b, req.Alarm)
+		return result{resp: resp, err: err}
+	case req.ClusterMemberAttrSet != nil:
+		r := req.ClusterMemberAttrSet
+		err := s.cluster.Update(b, r.Member_ID, func(m *membership.Member) {
+			if r.MemberAttributes != nil {
+				m.Name = r.MemberAttributes.Name
+				m.ClientURLs = append([]string(nil), r.MemberAttributes.ClientUrls...)
+			}
+		})
+		if err != nil {
+			s.lg.Warn("publishing member attributes", "member-id", fmt.Sprintf("%x", r.Member_ID), "err", err)
+		}
+		return result{resp: &pb.MemberUpdateResponse{}, err: err}
+	case req.ClusterVersionSet != nil, req.DowngradeInfoSet != nil, req.DowngradeVersionTest != nil:
+		// Cluster version negotiation: every cairn member runs the same
+		// version, so there is nothing to record.
+		return result{}
+	}
+	return result{err: fmt.Errorf("%w: request type not supported by this version", ErrBadRequest)}
+}
+
+// ErrBadRequest: a committed request this member cannot apply.
+var ErrBadRequest = errors.New("etcdserver: unsupported request")
+
+// applyConfChange records a committed membership change. Raft itself has
+// already moved to the new configuration (see raftnode).
+func (s *Server) applyConfChange(ab *applyBatch, e *raftpb.Entry) error {
+	var changes []raftpb.ConfChangeSingle
+	var context []byte
+	switch e.Type {
+	case raftpb.EntryConfChange:
+		var cc raftpb.ConfChange
+		if err := cc.Unmarshal(e.Data); err != nil {
+			return fmt.Errorf("decode conf change %d: %v: %w", e.Index, err, storage.ErrCorrupt)
+		}
+		changes = []raftpb.ConfChangeSingle{{Type: cc.Type, NodeID: cc.NodeID}}
+		context = cc.Context
+	default:
+		var cc raftpb.ConfChangeV2
+		if err := cc.Unmarshal(e.Data); err != nil {
+			return fmt.Errorf("decode conf change %d: %v: %w", e.Index, err, storage.ErrCorrupt)
+		}
+		changes = cc.Changes
+		context = cc.Context
+	}
+	var m membership.Member
+	if len(context) > 0 {
+		if err := json.Unmarshal(context, &m); err != nil {
+			return fmt.Errorf("decode conf change %d member: %v: %w", e.Index, err, storage.ErrCorrupt)
+		}
+	}
+	for _, c := range changes {
+		switch c.Type {
+		case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
+			if _, ok := s.cluster.Member(c.NodeID); ok {
+				// The initial members, recorded at bootstrap.
+				if len(context) > 0 && c.Type == raftpb.ConfChangeAddNode {
+					_ = s.cluster.Update(ab.b, c.NodeID, func(x *membership.Member) { x.IsLearner = false })
+				}
+				continue
+			}
+			if len(context) == 0 {
+				continue
+			}
+			m.ID = c.NodeID
+			m.IsLearner = c.Type == raftpb.ConfChangeAddLearnerNode
+			if err := s.cluster.Add(ab.b, m); err != nil {
+				s.lg.Warn("adding member", "member-id", fmt.Sprintf("%x", c.NodeID), "err", err)
+			}
+		case raftpb.ConfChangeRemoveNode:
+			if err := s.cluster.Remove(ab.b, c.NodeID); err != nil {
+				s.lg.Warn("removing member", "member-id", fmt.Sprintf("%x", c.NodeID), "err", err)
+			}
+		case raftpb.ConfChangeUpdateNode:
+			if len(context) > 0 {
+				_ = s.cluster.Update(ab.b, c.NodeID, func(x *membership.Member) { x.PeerURLs = m.PeerURLs })
+			}
+		}
+	}
+	return nil
+}
+
+// maybeSnapshot truncates the raft log every SnapshotCount applied entries,
+// keeping SnapshotCatchUpEntries for followers that lag. The snapshot is
+// only metadata: the state it stands for is the database itself.
+func (s *Server) maybeSnapshot() {
+	applied := s.appliedIndex.Load()
+	if applied-s.snapIndex <= s.cfg.SnapshotCount {
+		return
+	}
+	ms := s.node.Storage()
+	cs := s.confState
+	snap, err := ms.CreateSnapshot(applied, &cs, nil)
+	if err != nil {
+		if !errors.Is(err, raft.ErrSnapOutOfDate) {
+			s.lg.Warn("creating raft snapshot", "index", applied, "err", err)
+		}
+		return
+	}
+	var compactTo uint64
+	if applied > s.cfg.SnapshotCatchUpEntries {
+		compactTo = applied - s.cfg.SnapshotCatchUpEntries
+	}
+	if err := s.db.SaveSnapshot(snap, compactTo); err != nil {
+		s.lg.Error("saving raft snapshot", "index", applied, "err", err)
+		return
+	}
+	if compactTo > 0 {
+		if err := ms.Compact(compactTo); err != nil && !errors.Is(err, raft.ErrCompacted) {
+			s.lg.Warn("compacting raft log", "index", compactTo, "err", err)
+		}
+	}
+	s.snapIndex = applied
+	metricSnapshots.Inc()
+	s.lg.Debug("raft snapshot", "index", applied, "log-compacted-to", compactTo)
+}

@@ -1,0 +1,502 @@
+// Package server is one store member: it bootstraps or recovers the member's
+// identity and storage, runs the raft node, applies committed entries to the
+// MVCC store and the other state machines, and offers the operations the API
+// layers serve (Range, Put, DeleteRange, Txn, Compact, alarms, status).
+//
+// Writes are proposed to raft and answered when applied; linearizable reads
+// wait for a ReadIndex and the apply loop to reach it; serializable reads are
+// served from the local store. The package knows nothing of gRPC or HTTP.
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cairn-io/cairn/internal/membership"
+	"github.com/cairn-io/cairn/internal/mvcc"
+	"github.com/cairn-io/cairn/internal/raftnode"
+	"github.com/cairn-io/cairn/internal/storage"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// Defaults, as etcd's.
+const (
+	DefaultName                   = "default"
+	DefaultSnapshotCount          = 10000
+	DefaultSnapshotCatchUpEntries = 5000
+	DefaultQuotaBackendBytes      = 2 << 30
+	DefaultMaxRequestBytes        = 1.5 * 1024 * 1024
+	DefaultMaxTxnOps              = 128
+	DefaultTickInterval           = 100 * time.Millisecond
+	DefaultElectionTimeout        = 1000 * time.Millisecond
+	DefaultInitialClusterToken    = "etcd-cluster"
+
+	// maxGapBetweenApplyAndCommitIndex bounds how far applying may lag
+	// committing before new proposals are refused.
+	maxGapBetweenApplyAndCommitIndex = 5000
+)
+
+// Config configures a member. Fields mirror etcd's flags of the same names.
+type Config struct {
+	// Name is the human-readable member name (--name). Default "default".
+	Name string
+	// DataDir is the member's data directory (--data-dir). Required.
+	DataDir string
+	// PeerURLs are the URLs this member advertises to its peers
+	// (--initial-advertise-peer-urls).
+	PeerURLs []string
+	// ClientURLs are the URLs this member advertises to clients
+	// (--advertise-client-urls).
+	ClientURLs []string
+	// InitialCluster is --initial-cluster: "name=peerURL,...".
+	InitialCluster string
+	// InitialClusterState is "new" or "existing".
+	InitialClusterState string
+	// InitialClusterToken is --initial-cluster-token.
+	InitialClusterToken string
+
+	// SnapshotCount is the number of applied entries between raft
+	// snapshots (log truncations). Default 10000.
+	SnapshotCount uint64
+	// SnapshotCatchUpEntries is the number of entries kept after a
+	// snapshot for slow followers. Default 5000.
+	SnapshotCatchUpEntries uint64
+	// QuotaBackendBytes raises the NOSPACE alarm when the database grows
+	// past it. 0 means the default (2 GiB); negative disables the quota.
+	QuotaBackendBytes int64
+	// MaxRequestBytes caps an encoded request. Default 1.5 MiB.
+	MaxRequestBytes uint
+	// AutoCompactionMode is "periodic" or "revision".
+	AutoCompactionMode string
+	// AutoCompactionRetention is the retention: a duration (or a number of
+	// hours) in periodic mode, a number of revisions in revision mode.
+	// "0" disables auto compaction.
+	AutoCompactionRetention string
+
+	// TickInterval is one raft tick (--heartbeat-interval). Default 100ms.
+	TickInterval time.Duration
+	// ElectionTimeout is --election-timeout. Default 1s.
+	ElectionTimeout time.Duration
+
+	// CacheBytes is the storage block cache in bytes. Default 64 MiB.
+	CacheBytes int64
+
+	// Transport carries raft messages to peers. Nil is fine for a
+	// single-member cluster.
+	Transport raftnode.Transport
+
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Name == "" {
+		c.Name = DefaultName
+	}
+	if c.InitialClusterState == "" {
+		c.InitialClusterState = "new"
+	}
+	if c.InitialClusterToken == "" {
+		c.InitialClusterToken = DefaultInitialClusterToken
+	}
+	if c.SnapshotCount == 0 {
+		c.SnapshotCount = DefaultSnapshotCount
+	}
+	if c.SnapshotCatchUpEntries == 0 {
+		c.SnapshotCatchUpEntries = DefaultSnapshotCatchUpEntries
+	}
+	if c.QuotaBackendBytes == 0 {
+		c.QuotaBackendBytes = DefaultQuotaBackendBytes
+	}
+	if c.MaxRequestBytes == 0 {
+		c.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if c.TickInterval <= 0 {
+		c.TickInterval = DefaultTickInterval
+	}
+	if c.ElectionTimeout <= 0 {
+		c.ElectionTimeout = DefaultElectionTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+func (c *Config) validate() error {
+	if c.DataDir == "" {
+		return fmt.Errorf("%w: --data-dir is required", ErrBadConfig)
+	}
+	if c.InitialClusterState != "new" && c.InitialClusterState != "existing" {
+		return fmt.Errorf("%w: --initial-cluster-state must be \"new\" or \"existing\", not %q", ErrBadConfig, c.InitialClusterState)
+	}
+	if c.ElectionTimeout < 5*c.TickInterval {
+		return fmt.Errorf("%w: --election-timeout (%v) must be at least 5 times --heartbeat-interval (%v)",
+			ErrBadConfig, c.ElectionTimeout, c.TickInterval)
+	}
+	if c.ElectionTimeout > 50*time.Second {
+		return fmt.Errorf("%w: --election-timeout (%v) must be at most 50s", ErrBadConfig, c.ElectionTimeout)
+	}
+	if c.SnapshotCatchUpEntries > c.SnapshotCount {
+		c.SnapshotCatchUpEntries = c.SnapshotCount
+	}
+	if _, _, err := parseAutoCompaction(c.AutoCompactionMode, c.AutoCompactionRetention); err != nil {
+		return err
+	}
+	return nil
+}
+
+// ReqTimeout is how long a proposal may take before the client is told it
+// timed out (etcd's 5s plus two election timeouts).
+func (c Config) ReqTimeout() time.Duration {
+	return 5*time.Second + 2*c.ElectionTimeout
+}
+
+// Server is a running member.
+type Server struct {
+	cfg     Config
+	lg      *slog.Logger
+	db      *storage.DB
+	kv      *mvcc.Store
+	cluster *membership.Cluster
+	node    *raftnode.Node
+	alarms  *alarmStore
+
+	id        uint64
+	clusterID uint64
+
+	reqIDs idGenerator
+	w      waiters
+
+	// Apply-loop state.
+	appliedIndex atomic.Uint64
+	appliedTerm  atomic.Uint64
+	snapIndex    uint64
+	confState    raftpb.ConfState
+	applyNotify  atomic.Pointer[chan struct{}]
+
+	// Linearizable reads.
+	readMu     sync.Mutex
+	readBatch  *readBatch
+	readwaitc  chan struct{}
+	readStates chan readState
+	leaderc    chan struct{}
+	prevLead   atomic.Uint64
+
+	// Compaction requests waiting for physical deletion.
+	started  time.Time
+	stopping chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+	errc     chan error
+}
+
+// New bootstraps or recovers the member in cfg.DataDir and starts it.
+func New(cfg Config) (*Server, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	lg := cfg.Logger.With("member", cfg.Name)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	db, err := storage.Open(storage.Config{Dir: storage.DataPath(cfg.DataDir), CacheBytes: cfg.CacheBytes, Logger: lg})
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:        cfg,
+		lg:         lg,
+		db:         db,
+		readwaitc:  make(chan struct{}, 1),
+		readStates: make(chan readState, 64),
+		leaderc:    make(chan struct{}, 1),
+		stopping:   make(chan struct{}),
+		done:       make(chan struct{}),
+		errc:       make(chan error, 1),
+		started:    time.Now(),
+	}
+	s.w.init()
+	s.readBatch = newReadBatch()
+	ch := make(chan struct{})
+	s.applyNotify.Store(&ch)
+	if err := s.bootstrap(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// bootstrap establishes identity, recovers state and starts the raft node.
+func (s *Server) bootstrap() error {
+	cfg := s.cfg
+	memberID, haveID, err := s.db.Uint64(storage.MetaMemberID)
+	if err != nil {
+		return err
+	}
+	var bootstrapPeers []uint64
+	if haveID {
+		clusterID, ok, err := s.db.Uint64(storage.MetaClusterID)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("%w: member ID recorded without a cluster ID", storage.ErrCorrupt)
+		}
+		s.id, s.clusterID = memberID, clusterID
+		if s.cluster, err = membership.Load(s.db.Pebble(), clusterID); err != nil {
+			return err
+		}
+		s.lg.Info("restarting member", "member-id", fmt.Sprintf("%x", s.id), "cluster-id", fmt.Sprintf("%x", s.clusterID))
+	} else {
+		if cfg.InitialClusterState == "existing" {
+			return fmt.Errorf("%w: joining an existing cluster (--initial-cluster-state=existing) is not supported by this version", ErrBadConfig)
+		}
+		members, err := membership.ParseInitialCluster(cfg.InitialCluster, cfg.InitialClusterToken)
+		if err != nil {
+			return fmt.Errorf("%w: --initial-cluster: %v", ErrBadConfig, err)
+		}
+		var self *membership.Member
+		ids := make([]uint64, len(members))
+		for i := range members {
+			ids[i] = members[i].ID
+			if members[i].Name == cfg.Name {
+				self = &members[i]
+			}
+		}
+		if self == nil {
+			return fmt.Errorf("%w: --initial-cluster %q has no member named %q (--name)", ErrBadConfig, cfg.InitialCluster, cfg.Name)
+		}
+		if !sameURLs(self.PeerURLs, cfg.PeerURLs) {
+			return fmt.Errorf("%w: --initial-cluster has %s=%v but --initial-advertise-peer-urls is %v",
+				ErrBadConfig, cfg.Name, self.PeerURLs, cfg.PeerURLs)
+		}
+		s.id, s.clusterID = self.ID, membership.ClusterID(ids)
+		s.cluster = membership.New(s.clusterID)
+		b := s.db.NewBatch()
+		for _, m := range members {
+			if err := s.cluster.Add(b, m); err != nil {
+				b.Close()
+				return err
+			}
+		}
+		storage.PutUint64(b, storage.MetaMemberID, s.id)
+		storage.PutUint64(b, storage.MetaClusterID, s.clusterID)
+		if err := s.db.Commit(b, true); err != nil {
+			return err
+		}
+		bootstrapPeers = ids
+		s.lg.Info("starting new member", "member-id", fmt.Sprintf("%x", s.id), "cluster-id", fmt.Sprintf("%x", s.clusterID),
+			"initial-cluster", cfg.InitialCluster)
+	}
+	s.reqIDs.init(s.id)
+
+	st, err := s.db.LoadRaftState()
+	if err != nil {
+		return err
+	}
+	applied, _, err := s.db.Uint64(storage.MetaAppliedIndex)
+	if err != nil {
+		return err
+	}
+	appliedTerm, _, err := s.db.Uint64(storage.MetaAppliedTerm)
+	if err != nil {
+		return err
+	}
+	if last := lastIndex(st); applied > last {
+		return fmt.Errorf("%w: applied index %d is beyond the raft log (last index %d)", storage.ErrCorrupt, applied, last)
+	}
+	s.appliedIndex.Store(applied)
+	s.appliedTerm.Store(appliedTerm)
+	s.snapIndex = st.Snapshot.Metadata.Index
+	s.confState = st.Snapshot.Metadata.ConfState
+
+	s.alarms, err = loadAlarms(s.db.Pebble())
+	if err != nil {
+		return err
+	}
+	s.kv, err = mvcc.New(mvcc.Config{Backend: s.db.Pebble(), Logger: s.lg})
+	if err != nil {
+		return err
+	}
+
+	transport := cfg.Transport
+	if transport == nil {
+		transport = dropTransport{}
+	}
+	electionTicks := int(cfg.ElectionTimeout / cfg.TickInterval)
+	s.node, err = raftnode.Start(raftnode.Config{
+		ID:        s.id,
+		Bootstrap: bootstrapPeers,
+		State: raftnode.RestartState{
+			HardState: st.HardState,
+			Snapshot:  st.Snapshot,
+			Entries:   st.Entries,
+		},
+		// Raft re-delivers every entry after the snapshot; the apply loop
+		// skips the state-machine effects of those at or below applied,
+		// while raft re-applies their configuration changes.
+		Applied:        st.Snapshot.Metadata.Index,
+		TickInterval:   cfg.TickInterval,
+		ElectionTicks:  electionTicks,
+		HeartbeatTicks: 1,
+		Persister:      s.db,
+		Transport:      transport,
+		OnDrop:         s.onDrop,
+		OnReadState:    s.onReadState,
+		OnLeaderChange: s.onLeaderChange,
+		Logger:         s.lg,
+	})
+	if err != nil {
+		s.kv.Close()
+		return err
+	}
+	s.wg.Add(2)
+	go s.applyLoop()
+	go s.readLoop()
+	go s.publishAttributes()
+	if mode, retention, _ := parseAutoCompaction(cfg.AutoCompactionMode, cfg.AutoCompactionRetention); retention > 0 {
+		s.wg.Add(1)
+		go s.autoCompact(mode, retention)
+	}
+	return nil
+}
+
+func lastIndex(st storage.RaftState) uint64 {
+	if n := len(st.Entries); n > 0 {
+		return st.Entries[n-1].Index
+	}
+	return st.Snapshot.Metadata.Index
+}
+
+func sameURLs(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	seen := map[string]int{}
+	for _, u := range a {
+		seen[u]++
+	}
+	for _, u := range b {
+		if seen[u] == 0 {
+			return false
+		}
+		seen[u]--
+	}
+	return true
+}
+
+// dropTransport is the transport of a member with no peers.
+type dropTransport struct{}
+
+func (dropTransport) Send([]raftpb.Message) {}
+
+// Stop stops the member: raft first (no new commits), then the apply loop,
+// then storage.
+func (s *Server) Stop() {
+	s.stopOnce.Do(func() {
+		close(s.stopping)
+		s.node.Stop()
+		s.wg.Wait()
+		s.kv.Close()
+		if err := s.db.Close(); err != nil {
+			s.lg.Warn("closing storage", "err", err)
+		}
+		close(s.done)
+	})
+}
+
+// Done is closed when the member has stopped.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// Errors carries a fatal error that stopped the member.
+func (s *Server) Errors() <-chan error { return s.errc }
+
+func (s *Server) fail(err error) {
+	select {
+	case s.errc <- err:
+	default:
+	}
+}
+
+// ID returns this member's ID.
+func (s *Server) ID() uint64 { return s.id }
+
+// ClusterID returns the cluster's ID.
+func (s *Server) ClusterID() uint64 { return s.clusterID }
+
+// Name returns the member name.
+func (s *Server) Name() string { return s.cfg.Name }
+
+// Leader returns the leader's ID, 0 if there is none.
+func (s *Server) Leader() uint64 {
+	lead, _ := s.node.Leader()
+	return lead
+}
+
+// Term returns the current raft term.
+func (s *Server) Term() uint64 {
+	_, term := s.node.Leader()
+	return term
+}
+
+// IsLeader reports whether this member leads.
+func (s *Server) IsLeader() bool { return s.node.IsLeader() }
+
+// AppliedIndex returns the index of the last applied entry.
+func (s *Server) AppliedIndex() uint64 { return s.appliedIndex.Load() }
+
+// CommittedIndex returns the highest index known committed.
+func (s *Server) CommittedIndex() uint64 { return s.node.CommitIndex() }
+
+// KV returns the MVCC store.
+func (s *Server) KV() *mvcc.Store { return s.kv }
+
+// Cluster returns the member set.
+func (s *Server) Cluster() *membership.Cluster { return s.cluster }
+
+// Config returns the member's configuration (with defaults filled in).
+func (s *Server) Config() Config { return s.cfg }
+
+// StorageSize reports the on-disk size of the member's database and the
+// part of it live data uses.
+func (s *Server) StorageSize() (total, inUse int64) { return s.db.Size() }
+
+// WaitReady blocks until the member has a leader and has applied the
+// entries committed when it started, or ctx ends.
+func (s *Server) WaitReady(ctx context.Context) error {
+	for {
+		if s.Leader() != 0 && s.AppliedIndex() >= s.CommittedIndex() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.stopping:
+			return ErrStopped
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+
+// Rev returns the store's current revision.
+func (s *Server) Rev() int64 { return s.kv.Rev() }
+
+// Members returns the cluster members.
+func (s *Server) Members() []membership.Member { return s.cluster.Members() }
+
+// QuotaBackendBytes returns the storage quota in bytes.
+func (s *Server) QuotaBackendBytes() int64 { return s.cfg.QuotaBackendBytes }
+
+// IsLearner reports whether this member is a learner.
+func (s *Server) IsLearner() bool {
+	m, ok := s.cluster.Member(s.id)
+	return ok && m.IsLearner
+}

@@ -1,0 +1,234 @@
+// Package storage owns a member's on-disk state: one Pebble database holding
+// the raft log, the raft hard state and snapshot metadata, the MVCC
+// revisions, leases, alarms, membership and auth, under the key layout in
+// keys.go. Keeping everything in one database means one write-ahead log: a
+// synced write of raft entries also makes durable every state-machine write
+// that preceded it, which is what lets the apply path write without syncing.
+// DESIGN.md explains the layout and why compaction gives disk space back
+// without a stop-the-world defragmentation.
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Sentinel errors of the storage layer.
+var (
+	// ErrBadKey means a key does not have the shape its keyspace requires:
+	// the data directory is corrupt or was written by something else.
+	ErrBadKey = errors.New("storage: malformed key")
+	// ErrCorrupt means persisted state is internally inconsistent (a gap in
+	// the raft log, an undecodable record).
+	ErrCorrupt = errors.New("storage: corrupt data")
+	// ErrLocked means another process has the data directory open.
+	ErrLocked = errors.New("storage: data directory is in use by another process")
+)
+
+// Config configures Open.
+type Config struct {
+	// Dir is the directory of the Pebble database. Created if missing.
+	Dir string
+	// CacheBytes is the size of the block cache in bytes. Default 64 MiB.
+	CacheBytes int64
+	// MemTableBytes is the size of one memtable in bytes. Default 32 MiB.
+	MemTableBytes uint64
+	// Logger receives Pebble's log lines at debug level and errors at
+	// error level. Default slog.Default().
+	Logger *slog.Logger
+	// FS replaces the real file system (tests use vfs.NewMem()). Default
+	// the operating system's.
+	FS vfs.FS
+}
+
+// DB is a member's database.
+type DB struct {
+	db     *pebble.DB
+	cache  interface{ Unref() }
+	logger *slog.Logger
+
+	// mu serialises raft log writes and guards lastIndex.
+	mu sync.Mutex
+	// lastIndex is the highest raft log index persisted, 0 if none.
+	lastIndex uint64
+	// firstIndex is the lowest raft log index kept, 0 if none.
+	firstIndex uint64
+}
+
+// Open opens (creating if needed) the database in cfg.Dir.
+func Open(cfg Config) (*DB, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("storage: no directory given")
+	}
+	if cfg.CacheBytes <= 0 {
+		cfg.CacheBytes = 64 << 20
+	}
+	if cfg.MemTableBytes == 0 {
+		cfg.MemTableBytes = 32 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.FS == nil {
+		if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("storage: create %s: %w", cfg.Dir, err)
+		}
+	}
+	logger := cfg.Logger.With("component", "storage")
+	cache := pebble.NewCache(cfg.CacheBytes)
+	opts := &pebble.Options{
+		Cache:                       cache,
+		FS:                          cfg.FS,
+		FormatMajorVersion:          pebble.FormatNewest,
+		MemTableSize:                cfg.MemTableBytes,
+		MemTableStopWritesThreshold: 4,
+		L0CompactionThreshold:       2,
+		L0StopWritesThreshold:       1000,
+		LBaseMaxBytes:               64 << 20,
+		Logger:                      pebbleLogger{logger},
+	}
+	for i := range opts.Levels {
+		opts.Levels[i].BlockSize = 32 << 10
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	opts.EnsureDefaults()
+	pdb, err := pebble.Open(cfg.Dir, opts)
+	cache.Unref()
+	if err != nil {
+		if isLockErr(err) {
+			return nil, fmt.Errorf("%w: %s: %v", ErrLocked, cfg.Dir, err)
+		}
+		return nil, fmt.Errorf("storage: open %s: %w", cfg.Dir, err)
+	}
+	d := &DB{db: pdb, logger: logger}
+	if err := d.loadLogBounds(); err != nil {
+		pdb.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func isLockErr(err error) bool {
+	return err != nil && (errors.Is(err, os.ErrExist) || containsLock(err.Error()))
+}
+
+func containsLock(s string) bool {
+	for i := 0; i+4 <= len(s); i++ {
+		if s[i:i+4] == "lock" || s[i:i+4] == "LOCK" {
+			return true
+		}
+	}
+	return false
+}
+
+// Close closes the database. Unsynced writes are flushed to the OS.
+func (d *DB) Close() error {
+	if err := d.db.Flush(); err != nil {
+		d.logger.Warn("flush before close failed", "err", err)
+	}
+	return d.db.Close()
+}
+
+// Pebble returns the underlying database for the packages that read and
+// write their own keyspaces (mvcc, lease, ...).
+func (d *DB) Pebble() *pebble.DB { return d.db }
+
+// NewBatch returns a write batch. Commit it with Commit.
+func (d *DB) NewBatch() *pebble.Batch { return d.db.NewBatch() }
+
+// Commit commits b, waiting for an fsync when sync is set, and closes it.
+func (d *DB) Commit(b *pebble.Batch, sync bool) error {
+	opts := pebble.NoSync
+	if sync {
+		opts = pebble.Sync
+	}
+	err := b.Commit(opts)
+	b.Close()
+	if err != nil {
+		return fmt.Errorf("storage: commit: %w", err)
+	}
+	return nil
+}
+
+// Get returns a copy of the value stored at key, or ok=false if absent.
+func (d *DB) Get(key []byte) (val []byte, ok bool, err error) {
+	return get(d.db, key)
+}
+
+type getter interface {
+	Get(key []byte) ([]byte, io.Closer, error)
+}
+
+func get(g getter, key []byte) ([]byte, bool, error) {
+	v, closer, err := g.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("storage: get %q: %w", key, err)
+	}
+	out := append([]byte(nil), v...)
+	closer.Close()
+	return out, true, nil
+}
+
+// Size reports the bytes the database occupies on disk (sstables, WAL,
+// manifests) and an estimate of the bytes live data needs.
+func (d *DB) Size() (total, inUse int64) {
+	m := d.db.Metrics()
+	total = int64(m.DiskSpaceUsage())
+	live, err := d.db.EstimateDiskUsage([]byte{0}, []byte{0xff})
+	if err != nil {
+		live = uint64(total)
+	}
+	inUse = int64(live) + int64(m.MemTable.Size)
+	if inUse > total {
+		inUse = total
+	}
+	return total, inUse
+}
+
+// CompactRange asks Pebble to compact [start, end) now, dropping deleted
+// data from disk. It runs beside reads and writes; nothing is blocked.
+func (d *DB) CompactRange(start, end []byte) error {
+	if err := d.db.Compact(nil, start, end, true); err != nil {
+		return fmt.Errorf("storage: compact: %w", err)
+	}
+	return nil
+}
+
+// Checkpoint writes a consistent copy of the database to dir, which must not
+// exist.
+func (d *DB) Checkpoint(dir string) error {
+	if err := d.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
+		return fmt.Errorf("storage: checkpoint to %s: %w", dir, err)
+	}
+	return nil
+}
+
+// DataPath returns the Pebble directory inside a member's data directory.
+func DataPath(dataDir string) string { return filepath.Join(dataDir, "member", "db") }
+
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Debug(fmt.Sprintf(format, args...))
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...))
+}
+
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...))
+	panic(fmt.Sprintf(format, args...))
+}
