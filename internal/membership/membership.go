@@ -24,11 +24,11 @@ import (
 
 // Sentinel errors.
 var (
-	ErrIDNotFound  = errors.New("membership: ID not found")
-	ErrIDExists    = errors.New("membership: ID exists")
-	ErrIDRemoved   = errors.New("membership: ID removed")
-	ErrPeerURLExists = errors.New("membership: peerURL exists")
-	ErrNotLearner  = errors.New("membership: can only promote a learner member")
+	ErrIDNotFound      = errors.New("membership: ID not found")
+	ErrIDExists        = errors.New("membership: ID exists")
+	ErrIDRemoved       = errors.New("membership: ID removed")
+	ErrPeerURLExists   = errors.New("membership: peerURL exists")
+	ErrNotLearner      = errors.New("membership: can only promote a learner member")
 	ErrTooManyLearners = errors.New("membership: too many learner members in cluster")
 	// ErrBadInitialCluster: the --initial-cluster flag cannot be used.
 	ErrBadInitialCluster = errors.New("membership: invalid initial cluster")

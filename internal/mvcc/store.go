@@ -389,8 +389,8 @@ func (s *Store) readValue(r rev) (mvccpb.KeyValue, error) {
 
 // TxnRead is a read transaction: every read in it sees the same revision.
 type TxnRead struct {
-	s        *Store
-	rev      int64
+	s     *Store
+	rev   int64
 	first int64
 }
 
@@ -404,8 +404,8 @@ func (s *Store) Read() *TxnRead {
 	return tr
 }
 
-func (tr *TxnRead) viewRev() int64                         { return tr.rev }
-func (tr *TxnRead) firstRev() int64                        { return tr.first }
+func (tr *TxnRead) viewRev() int64                       { return tr.rev }
+func (tr *TxnRead) firstRev() int64                      { return tr.first }
 func (tr *TxnRead) value(r rev) (mvccpb.KeyValue, error) { return tr.s.readValue(r) }
 
 // Rev returns the revision the transaction reads at.

@@ -485,7 +485,6 @@ func (s *Server) WaitReady(ctx context.Context) error {
 	}
 }
 
-
 // Rev returns the store's current revision.
 func (s *Server) Rev() int64 { return s.kv.Rev() }
 

@@ -13,9 +13,9 @@ import (
 	"net/http/pprof"
 	"time"
 
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/cairn-io/cairn/internal/version"
 )
