@@ -55,6 +55,10 @@ func newRootCommand(s streams) *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
+	// A bad flag is a usage error: exit status 2, as etcd and etcdctl do.
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return ExitError{Code: 2, Err: err}
+	})
 	root.AddCommand(newServeCommand(s))
 	root.AddCommand(newVersionCommand(s))
 	addCtlCommands(root, s)

@@ -228,6 +228,9 @@ func (f *serveFlags) config(fs *pflag.FlagSet) (embed.Config, error) {
 	}
 	cfg.Logger = slog.New(h)
 	cfg.EnablePprof = f.enablePprof
+	if err := m.Validate(); err != nil {
+		return cfg, err
+	}
 	return cfg, nil
 }
 

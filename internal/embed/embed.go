@@ -65,7 +65,7 @@ type Member struct {
 // fails the start before any data is touched; the member then recovers its
 // storage and starts raft; the APIs start last, so that no client reaches
 // a member that is not running.
-func Start(cfg Config) (m *Member, err error) {
+func Start(cfg Config) (*Member, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -75,9 +75,13 @@ func Start(cfg Config) (m *Member, err error) {
 	if cfg.Member.Logger == nil {
 		cfg.Member.Logger = cfg.Logger
 	}
-	m = &Member{cfg: cfg, lg: cfg.Logger, errc: make(chan error, 8)}
+	if err := cfg.Member.Validate(); err != nil {
+		return nil, err
+	}
+	m := &Member{cfg: cfg, lg: cfg.Logger, errc: make(chan error, 8)}
+	started := false
 	defer func() {
-		if err != nil {
+		if !started {
 			m.closeListeners()
 		}
 	}()
@@ -99,10 +103,12 @@ func Start(cfg Config) (m *Member, err error) {
 		cfg.Member.ClientURLs = m.ClientURLs()
 	}
 
-	m.Server, err = server.New(cfg.Member)
+	srv, err := server.New(cfg.Member)
 	if err != nil {
 		return nil, err
 	}
+	m.Server = srv
+	started = true
 	m.registered = server.NewCollector(m.Server)
 	if err := prometheus.Register(m.registered); err != nil {
 		// Another member in this process registered first (tests).

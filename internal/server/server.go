@@ -127,6 +127,14 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// Validate fills in defaults and checks the configuration without starting
+// anything: flag values, and for a data directory that holds no member yet,
+// that --initial-cluster names this member with its advertised peer URLs.
+func (c *Config) Validate() error {
+	c.setDefaults()
+	return c.validate()
+}
+
 func (c *Config) validate() error {
 	if c.DataDir == "" {
 		return fmt.Errorf("%w: --data-dir is required", ErrBadConfig)
@@ -147,7 +155,36 @@ func (c *Config) validate() error {
 	if _, _, err := parseAutoCompaction(c.AutoCompactionMode, c.AutoCompactionRetention); err != nil {
 		return err
 	}
-	return nil
+	if _, err := os.Stat(storage.DataPath(c.DataDir)); err == nil {
+		// An existing member: its identity is on disk and the initial
+		// cluster flags are ignored, as etcd ignores them.
+		return nil
+	}
+	if c.InitialClusterState == "existing" {
+		return nil
+	}
+	_, err := c.selfFromInitialCluster()
+	return err
+}
+
+// selfFromInitialCluster parses --initial-cluster and finds this member in
+// it.
+func (c *Config) selfFromInitialCluster() ([]membership.Member, error) {
+	members, err := membership.ParseInitialCluster(c.InitialCluster, c.InitialClusterToken)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --initial-cluster: %v", ErrBadConfig, err)
+	}
+	for _, m := range members {
+		if m.Name != c.Name {
+			continue
+		}
+		if !sameURLs(m.PeerURLs, c.PeerURLs) {
+			return nil, fmt.Errorf("%w: --initial-cluster has %s=%v but --initial-advertise-peer-urls is %v",
+				ErrBadConfig, c.Name, m.PeerURLs, c.PeerURLs)
+		}
+		return members, nil
+	}
+	return nil, fmt.Errorf("%w: --initial-cluster %q has no member named %q (--name)", ErrBadConfig, c.InitialCluster, c.Name)
 }
 
 // ReqTimeout is how long a proposal may take before the client is told it
@@ -258,9 +295,9 @@ func (s *Server) bootstrap() error {
 		if cfg.InitialClusterState == "existing" {
 			return fmt.Errorf("%w: joining an existing cluster (--initial-cluster-state=existing) is not supported by this version", ErrBadConfig)
 		}
-		members, err := membership.ParseInitialCluster(cfg.InitialCluster, cfg.InitialClusterToken)
+		members, err := cfg.selfFromInitialCluster()
 		if err != nil {
-			return fmt.Errorf("%w: --initial-cluster: %v", ErrBadConfig, err)
+			return err
 		}
 		var self *membership.Member
 		ids := make([]uint64, len(members))
@@ -269,13 +306,6 @@ func (s *Server) bootstrap() error {
 			if members[i].Name == cfg.Name {
 				self = &members[i]
 			}
-		}
-		if self == nil {
-			return fmt.Errorf("%w: --initial-cluster %q has no member named %q (--name)", ErrBadConfig, cfg.InitialCluster, cfg.Name)
-		}
-		if !sameURLs(self.PeerURLs, cfg.PeerURLs) {
-			return fmt.Errorf("%w: --initial-cluster has %s=%v but --initial-advertise-peer-urls is %v",
-				ErrBadConfig, cfg.Name, self.PeerURLs, cfg.PeerURLs)
 		}
 		s.id, s.clusterID = self.ID, membership.ClusterID(ids)
 		s.cluster = membership.New(s.clusterID)

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -105,7 +106,7 @@ func Open(cfg Config) (*DB, error) {
 	cache.Unref()
 	if err != nil {
 		if isLockErr(err) {
-			return nil, fmt.Errorf("%w: %s: %v", ErrLocked, cfg.Dir, err)
+			return nil, fmt.Errorf("%w (cannot lock %s): is another cairn serve running with this --data-dir?", ErrLocked, cfg.Dir)
 		}
 		return nil, fmt.Errorf("storage: open %s: %w", cfg.Dir, err)
 	}
@@ -117,17 +118,10 @@ func Open(cfg Config) (*DB, error) {
 	return d, nil
 }
 
+// isLockErr reports whether Open failed because another process holds the
+// database's lock file (flock answers EAGAIN or EWOULDBLOCK).
 func isLockErr(err error) bool {
-	return err != nil && (errors.Is(err, os.ErrExist) || containsLock(err.Error()))
-}
-
-func containsLock(s string) bool {
-	for i := 0; i+4 <= len(s); i++ {
-		if s[i:i+4] == "lock" || s[i:i+4] == "LOCK" {
-			return true
-		}
-	}
-	return false
+	return errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK)
 }
 
 // Close closes the database. Unsynced writes are flushed to the OS.
