@@ -19,14 +19,21 @@ const (
 
 // addCtlCommands registers the etcdctl-shaped client commands.
 func addCtlCommands(root *cobra.Command, s streams) {
-	root.AddCommand(
+	for _, cmd := range []*cobra.Command{
 		newGetCommand(s),
 		newPutCommand(s),
 		newDelCommand(s),
 		newTxnCommand(s),
 		newCompactionCommand(s),
 		newEndpointCommand(s),
-	)
+	} {
+		// etcdctl exits 1 on a flag it cannot parse (and names the flag,
+		// as cobra does).
+		cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+			return ctlError(exitError, err)
+		})
+		root.AddCommand(cmd)
+	}
 	// etcdctl's flags are global, so its users write them before the
 	// command: "etcdctl --hex get k". Cobra finds the command by skipping
 	// the flags before it, and takes a flag it does not know on the root as
