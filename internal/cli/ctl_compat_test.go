@@ -264,7 +264,7 @@ func TestReadCommandsMatchEtcdctl(t *testing.T) {
 	txn("c(`a`) != \"0\"\nver(\"a\") > \"0\"\nval(\"a\") != \"\"\n\nget 'sp ace'\nget \"sp ace\" --print-value-only\n\n\n")
 	txn("mod(\"a\") > \"0\"\n\nget a -- --x\n\n\n")
 	for _, stdin := range []string{
-		"mod(\"a\") > \"0\"\n\nget a\n",       // no empty line after the success requests
+		"mod(\"a\") > \"0\"\n\nget a\n",        // no empty line after the success requests
 		"mod(\"a\") > \"0\"\n\nget a\n\nget b", // nor after the failure requests
 		"",
 		"mod\"a\" > \"0\"\n\n\n\n",
