@@ -94,7 +94,7 @@ func (s *Server) applyAll(ap raftnode.Apply) error {
 func (s *Server) flush(ab *applyBatch) error {
 	storage.PutUint64(ab.b, storage.MetaAppliedIndex, ab.index)
 	storage.PutUint64(ab.b, storage.MetaAppliedTerm, ab.term)
-	if err := ab.b.Commit(pebble.NoSync); err != nil {
+	if err := s.db.Apply(ab.b, false); err != nil {
 		return fmt.Errorf("commit applied state at %d: %w", ab.index, err)
 	}
 	ab.b.Reset()

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -141,12 +142,25 @@ func (d *DB) NewBatch() *pebble.Batch { return d.db.NewBatch() }
 
 // Commit commits b, waiting for an fsync when sync is set, and closes it.
 func (d *DB) Commit(b *pebble.Batch, sync bool) error {
+	err := d.Apply(b, sync)
+	b.Close()
+	return err
+}
+
+// Apply commits b like Commit but leaves it open, to be Reset and reused.
+func (d *DB) Apply(b *pebble.Batch, sync bool) error {
 	opts := pebble.NoSync
 	if sync {
 		opts = pebble.Sync
 	}
+	start := time.Now()
+	walWriteBytes.Add(float64(b.Len()))
 	err := b.Commit(opts)
-	b.Close()
+	if sync {
+		walFsyncSec.Observe(time.Since(start).Seconds())
+	} else {
+		backendCommitSec.Observe(time.Since(start).Seconds())
+	}
 	if err != nil {
 		return fmt.Errorf("storage: commit: %w", err)
 	}
