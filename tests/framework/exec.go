@@ -12,6 +12,10 @@ import (
 // toolTimeout bounds one run of etcdctl or cairn as a client tool.
 const toolTimeout = 60 * time.Second
 
+// Both tools run in the test's environment minus the ETCD_*, ETCDCTL_* and
+// CAIRN_* variables (see Config.Env), so only their arguments configure them.
+// To test environment handling, run CairnBinary(t) with os/exec.
+
 // Etcdctl runs the official etcdctl with --endpoints set to endpoints
 // (comma-joined) followed by args, and returns its output. err is non-nil
 // when etcdctl exits non-zero (an *exec.ExitError) or cannot run.

@@ -35,8 +35,8 @@ type Config struct {
 	// also override them (the last occurrence of a flag wins).
 	Args []string
 	// Env is extra environment (KEY=VALUE) on top of the test's own, from
-	// which inherited ETCD_* and ETCDCTL_* variables are removed because
-	// etcd and etcdctl read those as flags.
+	// which inherited ETCD_*, ETCDCTL_* and CAIRN_* variables are removed
+	// because the servers read those as flags.
 	Env []string
 }
 
@@ -463,12 +463,13 @@ func startTimeout() time.Duration {
 	return 60 * time.Second
 }
 
-// cleanEnv is the test's environment without the ETCD_* and ETCDCTL_*
-// variables, which etcd and etcdctl would read as flags.
+// cleanEnv is the test's environment without the ETCD_*, ETCDCTL_* and
+// CAIRN_* variables, which etcd, etcdctl and cairn read as flags: a
+// developer's shell settings must not change what a test starts.
 func cleanEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "ETCD_") || strings.HasPrefix(kv, "ETCDCTL_") {
+		if strings.HasPrefix(kv, "ETCD_") || strings.HasPrefix(kv, "ETCDCTL_") || strings.HasPrefix(kv, "CAIRN_") {
 			continue
 		}
 		env = append(env, kv)
