@@ -83,6 +83,11 @@ func (b *binary) build() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	unlock, err := lockFile(filepath.Join(dir, "."+b.name+".lock"))
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
 	tmp, err := os.CreateTemp(dir, "."+b.name+".*.tmp")
 	if err != nil {
 		return "", err

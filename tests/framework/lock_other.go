@@ -1,0 +1,5 @@
+//go:build !unix
+
+package framework
+
+func lockFile(path string) (unlock func(), err error) { return func() {}, nil }
