@@ -260,8 +260,22 @@ func ctlReadPassword(s streams, prompt string) (string, error) {
 	return strings.TrimRight(string(line), "\r"), nil
 }
 
-// client dials the configured endpoints, or only ep when it is not empty.
+// client dials the configured endpoints, or the given ones instead.
 func (c *ctlSession) client(endpoints ...string) (*clientv3.Client, error) {
+	cfg, err := c.clientConfig(endpoints...)
+	if err != nil {
+		return nil, err
+	}
+	cli, err := clientv3.New(*cfg)
+	if err != nil {
+		return nil, ctlError(exitBadConnection, err)
+	}
+	return cli, nil
+}
+
+// clientConfig builds the client configuration for the configured
+// endpoints, or the given ones instead. Unreadable TLS files fail here.
+func (c *ctlSession) clientConfig(endpoints ...string) (*clientv3.Config, error) {
 	spec := c.spec
 	if len(endpoints) > 0 {
 		spec = spec.Clone()
@@ -272,11 +286,7 @@ func (c *ctlSession) client(endpoints ...string) (*clientv3.Client, error) {
 		return nil, ctlError(exitBadArgs, err)
 	}
 	cfg.Logger = c.logger
-	cli, err := clientv3.New(*cfg)
-	if err != nil {
-		return nil, ctlError(exitBadConnection, err)
-	}
-	return cli, nil
+	return cfg, nil
 }
 
 // commandContext bounds one request by --command-timeout.

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // epHealth is one endpoint's health; the JSON tags are etcdctl's.
@@ -100,13 +101,21 @@ func (c *ctlSession) endpointList(ctx context.Context, cluster bool) ([]string, 
 // linearizable Get (which goes through consensus) succeeds or is refused for
 // permissions, and no alarm is raised.
 func (c *ctlSession) endpointHealth(ctx context.Context, eps []string) error {
+	cfgs := make([]*clientv3.Config, len(eps))
+	for i, ep := range eps {
+		cfg, err := c.clientConfig(ep)
+		if err != nil {
+			return err
+		}
+		cfgs[i] = cfg
+	}
 	results := make([]epHealth, len(eps))
 	var wg sync.WaitGroup
 	for i, ep := range eps {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i] = c.checkHealth(ctx, ep)
+			results[i] = checkHealth(ctx, ep, cfgs[i], c.g.commandTimeout)
 		}()
 	}
 	wg.Wait()
@@ -119,19 +128,15 @@ func (c *ctlSession) endpointHealth(ctx context.Context, eps []string) error {
 	return nil
 }
 
-func (c *ctlSession) checkHealth(ctx context.Context, ep string) epHealth {
-	cli, err := c.client(ep)
+func checkHealth(ctx context.Context, ep string, cfg *clientv3.Config, timeout time.Duration) epHealth {
+	cli, err := clientv3.New(*cfg)
 	if err != nil {
-		var exit ExitError
-		if errors.As(err, &exit) && exit.Err != nil {
-			err = exit.Err
-		}
 		return epHealth{Ep: ep, Error: err.Error()}
 	}
 	defer cli.Close()
 
 	start := time.Now()
-	cctx, cancel := c.commandContext(ctx)
+	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	_, err = cli.Get(cctx, "health")
 	h := epHealth{Ep: ep, Took: time.Since(start).String()}

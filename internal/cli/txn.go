@@ -42,6 +42,18 @@ With --interactive each section is announced on stdout first.`,
 		if len(args) != 0 {
 			return ctlErrorf(exitBadArgs, "txn command does not accept argument")
 		}
+		// Like etcdctl, set up the client before reading the input, so a
+		// configuration error is reported first.
+		sess, err := newCtlSession(cmd, s, g, kvOutput)
+		if err != nil {
+			return err
+		}
+		cli, err := sess.client()
+		if err != nil {
+			return err
+		}
+		defer cli.Close()
+
 		prompt := func(text string) {
 			if interactive {
 				fmt.Fprintln(s.out, text)
@@ -72,15 +84,6 @@ With --interactive each section is announced on stdout first.`,
 			}
 		}
 
-		sess, err := newCtlSession(cmd, s, g, kvOutput)
-		if err != nil {
-			return err
-		}
-		cli, err := sess.client()
-		if err != nil {
-			return err
-		}
-		defer cli.Close()
 		ctx, cancel := sess.commandContext(cmd.Context())
 		defer cancel()
 		resp, err := cli.Txn(ctx).If(cmps...).Then(txnOps(thenOps)...).Else(txnOps(elseOps)...).Commit()
