@@ -63,8 +63,9 @@ type Member struct {
 	client  int      // client port
 	peer    int      // peer port
 
-	logs    logBuffer
-	retired bool // a failed start attempt whose log moved to its successor
+	logs       logBuffer
+	launchedAt int  // where the current process's output starts in logs
+	retired    bool // a failed start attempt whose log moved to its successor
 
 	mu   sync.Mutex
 	proc *process // the current or last process; nil before the first launch
@@ -253,6 +254,9 @@ func (m *Member) Restart(t testing.TB) {
 		t.Fatalf("restart member %s: %v", m.name, err)
 	}
 	if err := m.waitServing(time.Now().Add(startTimeout())); err != nil {
+		if m.portClash() {
+			err = fmt.Errorf("%w; another process took one of its ports while it was down", err)
+		}
 		t.Fatalf("member %s did not come back: %v (its log follows)", m.name, err)
 	}
 }
@@ -276,6 +280,7 @@ func (m *Member) launch() error {
 	cmd.Stdout = &m.logs
 	cmd.Stderr = &m.logs
 	cmd.SysProcAttr = sysProcAttr()
+	m.launchedAt = m.logs.Len()
 	m.logs.marker(fmt.Sprintf("=== %s: %s %s", time.Now().Format(time.RFC3339Nano), m.binary, strings.Join(m.args, " ")))
 	if err := cmd.Start(); err != nil {
 		return err
@@ -358,7 +363,7 @@ func (m *Member) halt() {
 // portClash reports whether the last process failed because one of its ports
 // was taken.
 func (m *Member) portClash() bool {
-	return strings.Contains(m.Logs(), "address already in use")
+	return strings.Contains(m.Logs()[m.launchedAt:], "address already in use")
 }
 
 // retire marks a failed start attempt whose log the next attempt carries on,
