@@ -36,9 +36,10 @@ func (s *Store) Compact(b *pebble.Batch, rev int64) (<-chan struct{}, error) {
 	job := s.compactIndex(rev)
 	if s.queuedJob != nil {
 		// Two compactions in one batch: the later one's job covers the
-		// earlier one's revisions too only if we merge them.
+		// earlier one's revisions too only if we merge them, and the
+		// earlier one is finished when the merged job is.
 		job.dropped = append(s.queuedJob.dropped, job.dropped...)
-		close(s.queuedJob.done)
+		job.merged = append(s.queuedJob.merged, s.queuedJob.done)
 	}
 	s.queuedJob = &job
 	return job.done, nil
@@ -86,7 +87,12 @@ func (s *Store) compactLoop() {
 // deleteRevisions deletes a job's revisions from storage in batches and
 // then records the compaction as finished.
 func (s *Store) deleteRevisions(job compactJob) {
-	defer close(job.done)
+	defer func() {
+		for _, done := range job.merged {
+			close(done)
+		}
+		close(job.done)
+	}()
 	sort.Slice(job.dropped, func(i, j int) bool { return job.dropped[i].less(job.dropped[j]) })
 	var kb []byte
 	b := s.be.NewBatch()

@@ -158,8 +158,10 @@ func filterKVs(kvs []mvccpb.KeyValue, r *pb.RangeRequest) []mvccpb.KeyValue {
 	return out
 }
 
-// sortKVs sorts by target. Ties keep key order, which is the order the
-// store returns them in.
+// sortKVs sorts by target. Keys that tie keep no particular order, but the
+// same one as in etcd: like etcd, it runs sort.Sort (which is not stable
+// beyond a dozen elements) over the key-ordered list, reversed for
+// descending order.
 func sortKVs(kvs []mvccpb.KeyValue, target pb.RangeRequest_SortTarget, desc bool) {
 	var cmp func(a, b *mvccpb.KeyValue) int
 	switch target {
@@ -177,12 +179,21 @@ func sortKVs(kvs []mvccpb.KeyValue, target pb.RangeRequest_SortTarget, desc bool
 		// Rejected at the API edge.
 		return
 	}
+	var data sort.Interface = kvSorter{kvs: kvs, cmp: cmp}
 	if desc {
-		sort.SliceStable(kvs, func(i, j int) bool { return cmp(&kvs[i], &kvs[j]) > 0 })
-	} else {
-		sort.SliceStable(kvs, func(i, j int) bool { return cmp(&kvs[i], &kvs[j]) < 0 })
+		data = sort.Reverse(data)
 	}
+	sort.Sort(data)
 }
+
+type kvSorter struct {
+	kvs []mvccpb.KeyValue
+	cmp func(a, b *mvccpb.KeyValue) int
+}
+
+func (s kvSorter) Len() int           { return len(s.kvs) }
+func (s kvSorter) Less(i, j int) bool { return s.cmp(&s.kvs[i], &s.kvs[j]) < 0 }
+func (s kvSorter) Swap(i, j int)      { s.kvs[i], s.kvs[j] = s.kvs[j], s.kvs[i] }
 
 func cmpInt64(a, b int64) int {
 	switch {

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -121,6 +122,9 @@ type compactJob struct {
 	rev     int64
 	dropped []rev
 	done    chan struct{}
+	// merged holds the done channels of earlier compactions in the same
+	// batch, whose revisions this job deletes too.
+	merged []chan struct{}
 }
 
 // New opens the store over cfg.Backend, rebuilding the index from the
@@ -183,6 +187,10 @@ func (s *Store) restore() error {
 		r, tomb, err := storage.ParseRevKey(it.Key())
 		if err != nil {
 			return fmt.Errorf("mvcc: restore: %w", err)
+		}
+		if r.Sub > math.MaxInt32 {
+			// The index keeps sub-revisions in 32 bits.
+			return fmt.Errorf("mvcc: restore: revision %d.%d: sub-revision out of range: %w", r.Main, r.Sub, storage.ErrCorrupt)
 		}
 		kv.Reset()
 		val := it.Value()

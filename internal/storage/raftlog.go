@@ -59,6 +59,11 @@ func (d *DB) LoadRaftState() (RaftState, error) {
 		}
 	}
 	from := st.Snapshot.Metadata.Index + 1
+	if from == 0 {
+		// No entry can follow it, and the log scan below would wrap
+		// around to index 0.
+		return st, fmt.Errorf("storage: raft snapshot at index %d: %w", st.Snapshot.Metadata.Index, ErrCorrupt)
+	}
 	lo := RaftLogKey(from)
 	_, hi := PrefixBounds(PrefixRaftLog)
 	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
