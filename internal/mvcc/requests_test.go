@@ -656,6 +656,18 @@ func TestTxnChecks(t *testing.T) {
 		{"ignore_lease on a key put earlier in the txn", []*pb.RequestOp{opPut("x", "1"), opPutReq(&pb.PutRequest{Key: []byte("x"), IgnoreLease: true})}, mvcc.ErrKeyNotFound},
 		{"unknown lease", []*pb.RequestOp{opPut("x", "1"), opPutReq(&pb.PutRequest{Key: []byte("y"), Lease: 5})}, mvcc.ErrLeaseNotFound},
 		{"nested future range", []*pb.RequestOp{opPut("x", "1"), opTxn(&pb.TxnRequest{Success: []*pb.RequestOp{opRange(&pb.RangeRequest{Key: []byte("a"), Revision: 5})}})}, mvcc.ErrFutureRev},
+		// etcd 3.6 applies the delete, fails the put and crashes; cairn
+		// refuses the whole txn first.
+		{"ignore_value after a from-key delete covering it", []*pb.RequestOp{
+			{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: &pb.DeleteRangeRequest{Key: []byte("a"), RangeEnd: []byte{0}}}},
+			opPutReq(&pb.PutRequest{Key: []byte("b"), IgnoreValue: true}),
+		}, mvcc.ErrKeyNotFound},
+		{"ignore_lease after a nested from-key delete", []*pb.RequestOp{
+			opTxn(&pb.TxnRequest{Success: []*pb.RequestOp{
+				{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: &pb.DeleteRangeRequest{Key: []byte("b"), RangeEnd: []byte{0}}}},
+			}}),
+			opPutReq(&pb.PutRequest{Key: []byte("b"), IgnoreLease: true}),
+		}, mvcc.ErrKeyNotFound},
 		{"nested failure branch", []*pb.RequestOp{opPut("x", "1"), opTxn(&pb.TxnRequest{
 			Compare: []*pb.Compare{cmpValue("zz", pb.Compare_EQUAL, "")},
 			Failure: []*pb.RequestOp{opPutReq(&pb.PutRequest{Key: []byte("zz"), IgnoreValue: true})},

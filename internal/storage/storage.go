@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -64,6 +65,11 @@ type DB struct {
 	lastIndex uint64
 	// firstIndex is the lowest raft log index kept, 0 if none.
 	firstIndex uint64
+
+	// The cached result of Size.
+	sizeMu               sync.Mutex
+	sizeAt               atomic.Int64 // unix nanoseconds
+	sizeTotal, sizeInUse atomic.Int64
 }
 
 // Open opens (creating if needed) the database in cfg.Dir.
@@ -190,20 +196,34 @@ func get(g getter, key []byte) ([]byte, bool, error) {
 }
 
 // Size reports the bytes the database occupies on disk (sstables, WAL,
-// manifests) and an estimate of the bytes live data needs.
+// manifests) and an estimate of the bytes live data needs. Computing them
+// walks Pebble's metadata, so the figures are cached for sizeRefresh: the
+// quota check asks on every write.
 func (d *DB) Size() (total, inUse int64) {
+	now := time.Now().UnixNano()
+	if now-d.sizeAt.Load() < int64(sizeRefresh) {
+		return d.sizeTotal.Load(), d.sizeInUse.Load()
+	}
+	d.sizeMu.Lock()
+	defer d.sizeMu.Unlock()
+	if now-d.sizeAt.Load() < int64(sizeRefresh) {
+		return d.sizeTotal.Load(), d.sizeInUse.Load()
+	}
 	m := d.db.Metrics()
 	total = int64(m.DiskSpaceUsage())
 	live, err := d.db.EstimateDiskUsage([]byte{0}, []byte{0xff})
 	if err != nil {
 		live = uint64(total)
 	}
-	inUse = int64(live) + int64(m.MemTable.Size)
-	if inUse > total {
-		inUse = total
-	}
+	inUse = min(int64(live)+int64(m.MemTable.Size), total)
+	d.sizeTotal.Store(total)
+	d.sizeInUse.Store(inUse)
+	d.sizeAt.Store(time.Now().UnixNano())
 	return total, inUse
 }
+
+// sizeRefresh is how long Size may answer from its cache.
+const sizeRefresh = 100 * time.Millisecond
 
 // CompactRange asks Pebble to compact [start, end) now, dropping deleted
 // data from disk. It runs beside reads and writes; nothing is blocked.
