@@ -119,10 +119,11 @@ type Node struct {
 	campaign  bool
 	wake      chan struct{}
 
-	applyc chan Apply
-	stopc  chan struct{}
-	donec  chan struct{}
-	err    error
+	applyc   chan Apply
+	stopc    chan struct{}
+	stopOnce sync.Once
+	donec    chan struct{}
+	err      error
 
 	lead, term, commit atomic.Uint64
 	isLeader           atomic.Bool
@@ -323,11 +324,7 @@ func (n *Node) poke() {
 
 // Stop stops the node and waits for its goroutine to exit.
 func (n *Node) Stop() {
-	select {
-	case <-n.stopc:
-	default:
-		close(n.stopc)
-	}
+	n.stopOnce.Do(func() { close(n.stopc) })
 	<-n.donec
 }
 
@@ -400,6 +397,11 @@ func (n *Node) run() {
 
 		for n.rn.HasReady() {
 			if err := n.handleReady(n.rn.Ready()); err != nil {
+				if errors.Is(err, ErrStopped) {
+					// Stop was called while a batch waited for the
+					// apply loop: a normal shutdown.
+					return
+				}
 				n.err = err
 				n.lg.Error("raft loop stopped", "err", err)
 				return
