@@ -47,7 +47,10 @@ type Member struct {
 // and for a member added to a running cluster the time it was added, as
 // etcd does.
 func MemberID(peerURLs []string, token string, added *time.Time) uint64 {
-	urls := append([]string(nil), peerURLs...)
+	urls := make([]string, len(peerURLs))
+	for i, u := range peerURLs {
+		urls[i] = canonicalURL(u)
+	}
 	sort.Strings(urls)
 	b := []byte(strings.Join(urls, ""))
 	b = append(b, token...)
@@ -56,6 +59,17 @@ func MemberID(peerURLs []string, token string, added *time.Time) uint64 {
 	}
 	h := sha1.Sum(b)
 	return binary.BigEndian.Uint64(h[:8])
+}
+
+// canonicalURL returns u as etcd hashes and compares peer URLs: parsed and
+// printed back by net/url, which lower-cases the scheme and drops an empty
+// fragment. An unparsable u is returned as it is.
+func canonicalURL(u string) string {
+	p, err := url.Parse(strings.TrimSpace(u))
+	if err != nil {
+		return u
+	}
+	return p.String()
 }
 
 // ClusterID computes the cluster ID from the initial members' IDs.
@@ -99,10 +113,10 @@ func ParseInitialCluster(s, token string) ([]Member, error) {
 	for _, name := range order {
 		urls := byName[name]
 		for _, u := range urls {
-			if other, dup := seenURL[u]; dup {
+			if other, dup := seenURL[canonicalURL(u)]; dup {
 				return nil, fmt.Errorf("%w: peer URL %s given for both %s and %s", ErrBadInitialCluster, u, other, name)
 			}
-			seenURL[u] = name
+			seenURL[canonicalURL(u)] = name
 		}
 		members = append(members, Member{ID: MemberID(urls, token, nil), Name: name, PeerURLs: urls})
 	}
