@@ -38,6 +38,7 @@ type serveFlags struct {
 	autoCompactionRetention  string
 	heartbeatInterval        uint
 	electionTimeout          uint
+	watchProgressInterval    time.Duration
 	logLevel                 string
 	logFormat                string
 	enablePprof              bool
@@ -90,6 +91,7 @@ too, so existing etcd units work. A flag on the command line wins.`,
 	fs.StringVar(&f.autoCompactionRetention, "auto-compaction-retention", "0", "Auto compaction retention for mvcc key value store (hours or a duration in periodic mode, revisions in revision mode). 0 means disable auto compaction.")
 	fs.UintVar(&f.heartbeatInterval, "heartbeat-interval", 100, "Time (in milliseconds) of a heartbeat interval.")
 	fs.UintVar(&f.electionTimeout, "election-timeout", 1000, "Time (in milliseconds) for an election to timeout.")
+	fs.DurationVar(&f.watchProgressInterval, "watch-progress-notify-interval", 10*time.Minute, "Duration of periodic watch progress notifications.")
 	fs.StringVar(&f.logLevel, "log-level", "info", "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
 	fs.StringVar(&f.logFormat, "log-format", "json", "Configures log format. Only supports json, console.")
 	fs.BoolVar(&f.enablePprof, "enable-pprof", true, "Serve runtime profiling data via HTTP at /debug/pprof on the client port.")
@@ -207,6 +209,10 @@ func (f *serveFlags) config(fs *pflag.FlagSet) (embed.Config, error) {
 	if f.heartbeatInterval == 0 || f.electionTimeout == 0 {
 		return cfg, errors.New("flags --heartbeat-interval and --election-timeout must be positive")
 	}
+	if f.watchProgressInterval <= 0 {
+		return cfg, fmt.Errorf("invalid value %v for flag --watch-progress-notify-interval: must be positive", f.watchProgressInterval)
+	}
+	m.WatchProgressNotifyInterval = f.watchProgressInterval
 	m.TickInterval = time.Duration(f.heartbeatInterval) * time.Millisecond
 	m.ElectionTimeout = time.Duration(f.electionTimeout) * time.Millisecond
 	if m.ElectionTimeout < 5*m.TickInterval {

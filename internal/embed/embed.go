@@ -116,8 +116,10 @@ func Start(cfg Config) (*Member, error) {
 	}
 
 	m.grpc = v3rpc.NewServer(m.Server, v3rpc.Config{
-		MaxRequestBytes: int(m.Server.Config().MaxRequestBytes),
-		MaxTxnOps:       cfg.MaxTxnOps,
+		MaxRequestBytes:       int(m.Server.Config().MaxRequestBytes),
+		MaxTxnOps:             cfg.MaxTxnOps,
+		WatchProgressInterval: m.Server.Config().WatchProgressNotifyInterval,
+		Logger:                m.lg,
 	})
 	mux := http.NewServeMux()
 	httpapi.Register(mux, httpapi.Config{

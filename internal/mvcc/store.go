@@ -594,3 +594,49 @@ func (s *Store) Keys() int {
 	defer s.idxMu.RUnlock()
 	return s.idx.len()
 }
+
+// History calls fn with every change at revisions [from, to], in revision
+// order, read from storage, until fn returns false. It returns ErrCompacted
+// if from is below the compaction revision. As in etcd, reading from the
+// compaction revision itself is allowed; the deletions made at exactly that
+// revision are gone by then. Watchers catching up use it.
+func (s *Store) History(from, to int64, fn func(Change) bool) error {
+	if from > to {
+		return nil
+	}
+	lo, hi := storage.RevKeyBounds(from, to+1)
+	// The iterator is a point-in-time view; checking the compaction
+	// revision after creating it is what makes the view complete: revisions
+	// are only deleted after the compaction revision has moved past them.
+	it, err := s.be.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return fmt.Errorf("mvcc: history: %w", err)
+	}
+	defer it.Close()
+	if from < s.CompactRev() {
+		return ErrCompacted
+	}
+	for it.First(); it.Valid(); it.Next() {
+		r, tomb, err := storage.ParseRevKey(it.Key())
+		if err != nil {
+			return fmt.Errorf("mvcc: history: %w", err)
+		}
+		var c Change
+		if err := c.KV.Unmarshal(it.Value()); err != nil {
+			return fmt.Errorf("mvcc: history: revision %d.%d: %v: %w", r.Main, r.Sub, err, storage.ErrCorrupt)
+		}
+		if tomb {
+			c.Delete = true
+			c.KV = mvccpb.KeyValue{Key: c.KV.Key, ModRevision: r.Main}
+		}
+		if !fn(c) {
+			return nil
+		}
+	}
+	return it.Error()
+}
+
+// WriteRev returns the newest revision written, published or not: the
+// revision the next write transaction starts from. Only the writer (the
+// apply loop) may call it.
+func (s *Store) WriteRev() int64 { return s.pendingRev }

@@ -98,7 +98,7 @@ func (s *Server) flush(ab *applyBatch) error {
 		return fmt.Errorf("commit applied state at %d: %w", ab.index, err)
 	}
 	ab.b.Reset()
-	s.kv.Publish()
+	s.hub.Notify(s.kv.Publish())
 	s.appliedIndex.Store(ab.index)
 	s.appliedTerm.Store(ab.term)
 	metricApplied.Add(float64(len(ab.done)))
@@ -150,7 +150,7 @@ func (s *Server) applyRequest(b *pebble.Batch, req *pb.InternalRaftRequest) resu
 			return result{err: ErrNoSpace}
 		}
 		tw := s.kv.Write(b)
-		resp, err := mvcc.ApplyPut(tw, nil, req.Put)
+		resp, err := mvcc.ApplyPut(tw, s.lessor, req.Put)
 		tw.End()
 		return result{resp: resp, err: err}
 	case req.DeleteRange != nil:
@@ -163,7 +163,7 @@ func (s *Server) applyRequest(b *pebble.Batch, req *pb.InternalRaftRequest) resu
 			return result{err: ErrNoSpace}
 		}
 		tw := s.kv.Write(b)
-		resp, err := mvcc.ApplyTxn(tw, nil, req.Txn)
+		resp, err := mvcc.ApplyTxn(tw, s.lessor, req.Txn)
 		tw.End()
 		return result{resp: resp, err: err}
 	case req.Compaction != nil:
@@ -172,6 +172,24 @@ func (s *Server) applyRequest(b *pebble.Batch, req *pb.InternalRaftRequest) resu
 			return result{err: err}
 		}
 		return result{resp: &pb.CompactionResponse{Header: &pb.ResponseHeader{}}, physc: physc}
+	case req.LeaseGrant != nil:
+		if noSpace {
+			return result{err: ErrNoSpace}
+		}
+		l, err := s.lessor.Grant(b, req.LeaseGrant.ID, req.LeaseGrant.TTL)
+		if err != nil {
+			return result{err: err}
+		}
+		return result{resp: &pb.LeaseGrantResponse{Header: &pb.ResponseHeader{Revision: s.kv.WriteRev()}, ID: l.ID, TTL: l.TTL}}
+	case req.LeaseRevoke != nil:
+		return s.applyLeaseRevoke(b, req.LeaseRevoke.ID)
+	case req.LeaseCheckpoint != nil:
+		for _, c := range req.LeaseCheckpoint.Checkpoints {
+			if err := s.lessor.Checkpoint(b, c.ID, c.Remaining_TTL); err != nil {
+				return result{err: err}
+			}
+		}
+		return result{resp: &pb.LeaseCheckpointResponse{Header: &pb.ResponseHeader{}}}
 	case req.Alarm != nil:
 		resp, err := s.applyAlarm(b, req.Alarm)
 		return result{resp: resp, err: err}
@@ -193,6 +211,26 @@ func (s *Server) applyRequest(b *pebble.Batch, req *pb.InternalRaftRequest) resu
 		return result{}
 	}
 	return result{err: fmt.Errorf("%w: request type not supported by this version", ErrBadRequest)}
+}
+
+// applyLeaseRevoke removes a lease and deletes its keys in one write
+// transaction (one revision), in key order so every member writes the
+// same history.
+func (s *Server) applyLeaseRevoke(b *pebble.Batch, id int64) result {
+	keys, err := s.lessor.Revoke(b, id)
+	if err != nil {
+		return result{err: err}
+	}
+	tw := s.kv.Write(b)
+	for _, k := range keys {
+		tw.DeleteRange([]byte(k), nil)
+	}
+	rev := tw.Rev()
+	if len(tw.Changes()) > 0 {
+		rev++
+	}
+	tw.End()
+	return result{resp: &pb.LeaseRevokeResponse{Header: &pb.ResponseHeader{Revision: rev}}}
 }
 
 // ErrBadRequest: a committed request this member cannot apply.

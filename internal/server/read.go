@@ -149,6 +149,14 @@ func (s *Server) onLeaderChange(lead, term uint64) {
 		metricIsLeader.Set(0)
 	}
 	if prev != lead {
+		switch {
+		case lead == s.id:
+			// Leases restart their remaining TTL from now, plus the time
+			// an election may have taken, on the member that keeps time.
+			s.lessor.Promote(s.cfg.ElectionTimeout)
+		case prev == s.id:
+			s.lessor.Demote()
+		}
 		if lead != 0 {
 			metricLeaderChanges.Inc()
 		}

@@ -12,15 +12,18 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/cairn-io/cairn/internal/lease"
 	"github.com/cairn-io/cairn/internal/membership"
 	"github.com/cairn-io/cairn/internal/mvcc"
 	"github.com/cairn-io/cairn/internal/raftnode"
 	"github.com/cairn-io/cairn/internal/storage"
+	"github.com/cairn-io/cairn/internal/watch"
 	"go.etcd.io/raft/v3/raftpb"
 )
 
@@ -86,6 +89,14 @@ type Config struct {
 	// CacheBytes is the storage block cache in bytes. Default 64 MiB.
 	CacheBytes int64
 
+	// LeaseCheckpointInterval is how often the leader records the
+	// remaining TTLs of long leases through raft. Default 5 minutes.
+	LeaseCheckpointInterval time.Duration
+	// WatchProgressNotifyInterval is how often watchers that asked for
+	// progress notifications and got no events receive one (etcd's
+	// --watch-progress-notify-interval). Default 10 minutes.
+	WatchProgressNotifyInterval time.Duration
+
 	// Transport carries raft messages to peers. Nil is fine for a
 	// single-member cluster.
 	Transport raftnode.Transport
@@ -122,9 +133,22 @@ func (c *Config) setDefaults() {
 	if c.ElectionTimeout <= 0 {
 		c.ElectionTimeout = DefaultElectionTimeout
 	}
+	if c.LeaseCheckpointInterval <= 0 {
+		c.LeaseCheckpointInterval = 5 * time.Minute
+	}
+	if c.WatchProgressNotifyInterval <= 0 {
+		c.WatchProgressNotifyInterval = 10 * time.Minute
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+}
+
+// MinLeaseTTL is the shortest lease TTL granted, in seconds: one and a half
+// election timeouts, rounded up, as etcd computes it, so that a lease
+// cannot expire while a new leader is being elected.
+func (c Config) MinLeaseTTL() int64 {
+	return int64(math.Ceil((c.ElectionTimeout * 3 / 2).Seconds()))
 }
 
 // Validate fills in defaults and checks the configuration without starting
@@ -202,6 +226,8 @@ type Server struct {
 	cluster *membership.Cluster
 	node    *raftnode.Node
 	alarms  *alarmStore
+	lessor  *lease.Lessor
+	hub     *watch.Hub
 
 	id        uint64
 	clusterID uint64
@@ -351,10 +377,16 @@ func (s *Server) bootstrap() error {
 	if err != nil {
 		return err
 	}
-	s.kv, err = mvcc.New(mvcc.Config{Backend: s.db.Pebble(), Logger: s.lg})
+	// Leases load before the store, whose restore re-attaches keys.
+	s.lessor = lease.New(lease.Config{MinTTL: cfg.MinLeaseTTL()})
+	if err := s.lessor.Load(s.db.Pebble()); err != nil {
+		return err
+	}
+	s.kv, err = mvcc.New(mvcc.Config{Backend: s.db.Pebble(), Leases: s.lessor, Logger: s.lg})
 	if err != nil {
 		return err
 	}
+	s.hub = watch.New(watch.Config{Source: s.kv, Logger: s.lg})
 
 	transport := cfg.Transport
 	if transport == nil {
@@ -384,12 +416,15 @@ func (s *Server) bootstrap() error {
 		Logger:         s.lg,
 	})
 	if err != nil {
+		s.hub.Stop()
 		s.kv.Close()
 		return err
 	}
-	s.wg.Add(2)
+	s.wg.Add(4)
 	go s.applyLoop()
 	go s.readLoop()
+	go s.leaseExpiryLoop()
+	go s.leaseCheckpointLoop()
 	go s.publishAttributes()
 	if mode, retention, _ := parseAutoCompaction(cfg.AutoCompactionMode, cfg.AutoCompactionRetention); retention > 0 {
 		s.wg.Add(1)
@@ -434,6 +469,7 @@ func (s *Server) Stop() {
 		close(s.stopping)
 		s.node.Stop()
 		s.wg.Wait()
+		s.hub.Stop()
 		s.kv.Close()
 		if err := s.db.Close(); err != nil {
 			s.lg.Warn("closing storage", "err", err)
@@ -529,3 +565,6 @@ func (s *Server) IsLearner() bool {
 	m, ok := s.cluster.Member(s.id)
 	return ok && m.IsLearner
 }
+
+// Hub returns the watch hub.
+func (s *Server) Hub() *watch.Hub { return s.hub }

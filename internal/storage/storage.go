@@ -9,6 +9,7 @@
 package storage
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -227,8 +228,8 @@ const sizeRefresh = 100 * time.Millisecond
 
 // CompactRange asks Pebble to compact [start, end) now, dropping deleted
 // data from disk. It runs beside reads and writes; nothing is blocked.
-func (d *DB) CompactRange(start, end []byte) error {
-	if err := d.db.Compact(nil, start, end, true); err != nil {
+func (d *DB) CompactRange(ctx context.Context, start, end []byte) error {
+	if err := d.db.Compact(ctx, start, end, true); err != nil {
 		return fmt.Errorf("storage: compact: %w", err)
 	}
 	return nil

@@ -1,6 +1,7 @@
 package v3rpc
 
 import (
+	"log/slog"
 	"math"
 	"time"
 
@@ -16,6 +17,8 @@ type Services interface {
 	KV
 	Maintenance
 	Cluster
+	Leases
+	Watches
 }
 
 // Config configures the gRPC server.
@@ -26,6 +29,9 @@ type Config struct {
 	MaxRequestBytes int
 	// MaxTxnOps is --max-txn-ops.
 	MaxTxnOps int
+	// WatchProgressInterval is how often quiet watchers that asked for
+	// progress notifications get one.
+	WatchProgressInterval time.Duration
 	// KeepaliveMinTime is the shortest client keepalive ping interval
 	// accepted. Default 5s.
 	KeepaliveMinTime time.Duration
@@ -33,6 +39,8 @@ type Config struct {
 	// pings. Defaults 2h and 20s.
 	KeepaliveInterval time.Duration
 	KeepaliveTimeout  time.Duration
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
 }
 
 const grpcOverheadBytes = 512 * 1024
@@ -48,7 +56,12 @@ func NewServer(s Services, cfg Config, opts ...grpc.ServerOption) *grpc.Server {
 	if cfg.KeepaliveTimeout <= 0 {
 		cfg.KeepaliveTimeout = 20 * time.Second
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
 	opts = append([]grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(recoverUnary(cfg.Logger)),
+		grpc.ChainStreamInterceptor(recoverStream(cfg.Logger)),
 		grpc.ForceServerCodecV2(Codec()),
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes + grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
@@ -60,8 +73,8 @@ func NewServer(s Services, cfg Config, opts ...grpc.ServerOption) *grpc.Server {
 	pb.RegisterKVServer(gs, NewKVServer(s, s, cfg.MaxTxnOps))
 	pb.RegisterMaintenanceServer(gs, NewMaintenanceServer(s))
 	pb.RegisterClusterServer(gs, NewClusterServer(s))
-	pb.RegisterWatchServer(gs, &pb.UnimplementedWatchServer{})
-	pb.RegisterLeaseServer(gs, &pb.UnimplementedLeaseServer{})
+	pb.RegisterWatchServer(gs, NewWatchServer(s, WatchConfig{MaxRequestBytes: cfg.MaxRequestBytes, ProgressInterval: cfg.WatchProgressInterval}))
+	pb.RegisterLeaseServer(gs, NewLeaseServer(s))
 	pb.RegisterAuthServer(gs, &pb.UnimplementedAuthServer{})
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)

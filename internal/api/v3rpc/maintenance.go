@@ -2,6 +2,9 @@ package v3rpc
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
@@ -20,6 +23,10 @@ type Maintenance interface {
 	Alarms() []*pb.AlarmMember
 	QuotaBackendBytes() int64
 	IsLearner() bool
+	Hash(ctx context.Context) (uint32, error)
+	HashKV(ctx context.Context, rev int64) (hash uint32, hashRev, compactRev int64, err error)
+	Defragment(ctx context.Context) error
+	OpenSnapshot(ctx context.Context) (int64, io.ReadCloser, error)
 }
 
 type maintenanceServer struct {
@@ -67,4 +74,72 @@ func (s *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.
 	}
 	s.hdr.fill(resp.Header)
 	return resp, nil
+}
+
+func (s *maintenanceServer) Hash(ctx context.Context, r *pb.HashRequest) (*pb.HashResponse, error) {
+	h, err := s.m.Hash(ctx)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	resp := &pb.HashResponse{Header: &pb.ResponseHeader{}, Hash: h}
+	s.hdr.fill(resp.Header)
+	return resp, nil
+}
+
+func (s *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	h, hashRev, compactRev, err := s.m.HashKV(ctx, r.Revision)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	resp := &pb.HashKVResponse{Header: &pb.ResponseHeader{}, Hash: h, CompactRevision: compactRev, HashRevision: hashRev}
+	s.hdr.fill(resp.Header)
+	return resp, nil
+}
+
+func (s *maintenanceServer) Defragment(ctx context.Context, r *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
+	if err := s.m.Defragment(ctx); err != nil {
+		return nil, toGRPCError(err)
+	}
+	resp := &pb.DefragmentResponse{Header: &pb.ResponseHeader{}}
+	s.hdr.fill(resp.Header)
+	return resp, nil
+}
+
+// snapshotChunk is the blob size of one Snapshot response.
+const snapshotChunk = 32 * 1024
+
+func (s *maintenanceServer) Snapshot(r *pb.SnapshotRequest, stream pb.Maintenance_SnapshotServer) error {
+	ctx := stream.Context()
+	total, rd, err := s.m.OpenSnapshot(ctx)
+	if err != nil {
+		return toGRPCError(err)
+	}
+	defer rd.Close()
+	buf := make([]byte, snapshotChunk)
+	var sent int64
+	for {
+		n, err := io.ReadFull(rd, buf)
+		if n > 0 {
+			sent += int64(n)
+			resp := &pb.SnapshotResponse{
+				Header:         &pb.ResponseHeader{},
+				RemainingBytes: uint64(total - sent),
+				Blob:           buf[:n],
+				Version:        version.StorageVersion,
+			}
+			s.hdr.fill(resp.Header)
+			if serr := stream.Send(resp); serr != nil {
+				return serr
+			}
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			if sent != total {
+				return toGRPCError(fmt.Errorf("snapshot: sent %d bytes, expected %d", sent, total))
+			}
+			return nil
+		}
+		if err != nil {
+			return toGRPCError(err)
+		}
+	}
 }

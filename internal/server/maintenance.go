@@ -1,0 +1,75 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"hash/crc32"
+	"io"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/cairn-io/cairn/internal/snapshot"
+	"github.com/cairn-io/cairn/internal/storage"
+)
+
+// HashKV hashes the store's history up to rev (0: the current revision);
+// see mvcc.Store.HashKV.
+func (s *Server) HashKV(ctx context.Context, rev int64) (hash uint32, hashRev, compactRev int64, err error) {
+	return s.kv.HashKV(rev)
+}
+
+// Hash hashes the member's whole replicated state: the MVCC history as
+// HashKV sees it, then leases, auth and the v2 tree. Members with the same
+// applied history have the same hash.
+func (s *Server) Hash(ctx context.Context) (uint32, error) {
+	kvHash, _, _, err := s.kv.HashKV(0)
+	if err != nil {
+		return 0, err
+	}
+	h := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	fmt.Fprintf(h, "%08x", kvHash)
+	snap := s.db.Pebble().NewSnapshot()
+	defer snap.Close()
+	for _, p := range []byte{storage.PrefixLease, storage.PrefixAuth, storage.PrefixV2} {
+		lo, hi := storage.PrefixBounds(p)
+		it, err := snap.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+		if err != nil {
+			return 0, err
+		}
+		for it.First(); it.Valid(); it.Next() {
+			h.Write(it.Key())
+			h.Write(it.Value())
+		}
+		if err := it.Close(); err != nil {
+			return 0, err
+		}
+	}
+	return h.Sum32(), nil
+}
+
+// Defragment has little to do in cairn: deleted data is already given back
+// by the storage engine's background compactions. It asks the engine to
+// compact everything now, which runs beside reads and writes; nothing is
+// blocked while it works.
+func (s *Server) Defragment(ctx context.Context) error {
+	lo, _ := storage.PrefixBounds(0)
+	return s.db.CompactRange(ctx, lo, []byte{0xff})
+}
+
+// OpenSnapshot starts a snapshot of the member's state at this instant and
+// returns its exact size and a reader of it. Close the reader when done.
+func (s *Server) OpenSnapshot(ctx context.Context) (int64, io.ReadCloser, error) {
+	snap := s.db.Pebble().NewSnapshot()
+	size, err := snapshot.Size(snap)
+	if err != nil {
+		snap.Close()
+		return 0, nil, err
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		err := snapshot.Write(pw, snap)
+		snap.Close()
+		pw.CloseWithError(err)
+	}()
+	return size, pr, nil
+}

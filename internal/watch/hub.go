@@ -1,0 +1,405 @@
+// Package watch delivers store changes to watchers, with etcd's guarantees:
+// events arrive in revision order, exactly once per watcher, never ahead of
+// what has been applied, and the events of one revision arrive together.
+//
+// A watcher is either synced or unsynced. Synced watchers are indexed by key
+// and get new changes pushed to them by the apply loop (Notify), which never
+// blocks: a watcher whose stream is full simply becomes unsynced, remembering
+// the first revision it missed. Unsynced watchers (new ones with a start
+// revision in the past, and those that fell behind) are caught up from
+// storage by the hub's own goroutine, a bounded slice of history at a time,
+// and join the synced set once they have everything. So a slow watcher never
+// slows writes or other watchers; it only reads its own backlog from disk.
+package watch
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+
+	"github.com/cairn-io/cairn/internal/mvcc"
+)
+
+// Sentinel errors, with etcd's texts (they reach clients as cancel
+// reasons).
+var (
+	ErrDuplicateID = errors.New("mvcc: duplicate watch ID provided on the WatchStream")
+	ErrEmptyRange  = errors.New("mvcc: watcher range is empty")
+	ErrNotFound    = errors.New("mvcc: watcher does not exist")
+)
+
+// InvalidWatchID is the ID of responses that concern no single watcher.
+const InvalidWatchID = -1
+
+// Source is the store the hub reads history from.
+type Source interface {
+	Rev() int64
+	CompactRev() int64
+	History(from, to int64, fn func(mvcc.Change) bool) error
+}
+
+// Response is what a stream receives: events for one watcher, a compaction
+// notice, or a progress notification.
+type Response struct {
+	WatchID int64
+	Events  []mvccpb.Event
+	// Revision is the store revision the response reflects (the header
+	// revision).
+	Revision int64
+	// CompactRevision is set when the watcher's start is compacted; the
+	// watcher is gone.
+	CompactRevision int64
+}
+
+// Config configures a Hub.
+type Config struct {
+	Source Source
+	// StreamBuffer is the number of responses a stream holds before its
+	// watchers fall back to catching up from storage. Default 128.
+	StreamBuffer int
+	// SyncInterval is how often unsynced watchers are caught up at the
+	// latest. Default 100ms.
+	SyncInterval time.Duration
+	// SyncBatch bounds the changes read from storage per catch-up round.
+	// Default 1000.
+	SyncBatch int
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Hub is the set of all watchers of a member.
+type Hub struct {
+	cfg Config
+	lg  *slog.Logger
+
+	mu       sync.Mutex
+	rev      int64 // newest revision dispatched
+	byKey    map[string]map[*watcher]struct{}
+	byRange  map[rangeKey]map[*watcher]struct{}
+	unsynced map[*watcher]struct{}
+	streams  map[*Stream]struct{}
+
+	syncc chan struct{}
+	stopc chan struct{}
+	donec chan struct{}
+}
+
+type rangeKey struct{ key, end string }
+
+type watcher struct {
+	id       int64
+	key, end []byte // end nil: one key; empty: every key from key on
+	// nextRev is the revision of the first event this watcher still needs.
+	nextRev      int64
+	noPut, noDel bool
+	stream       *Stream
+	synced       bool
+	gone         bool
+}
+
+func (w *watcher) matches(key []byte) bool {
+	switch {
+	case w.end == nil:
+		return bytes.Equal(key, w.key)
+	case len(w.end) == 0:
+		return bytes.Compare(key, w.key) >= 0
+	default:
+		return bytes.Compare(key, w.key) >= 0 && bytes.Compare(key, w.end) < 0
+	}
+}
+
+func (w *watcher) wants(ev *mvccpb.Event) bool {
+	if ev.Type == mvccpb.PUT {
+		return !w.noPut
+	}
+	return !w.noDel
+}
+
+// New starts a hub.
+func New(cfg Config) *Hub {
+	if cfg.StreamBuffer <= 0 {
+		cfg.StreamBuffer = 128
+	}
+	if cfg.SyncInterval <= 0 {
+		cfg.SyncInterval = 100 * time.Millisecond
+	}
+	if cfg.SyncBatch <= 0 {
+		cfg.SyncBatch = 1000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	h := &Hub{
+		cfg:      cfg,
+		lg:       cfg.Logger.With("component", "watch"),
+		rev:      cfg.Source.Rev(),
+		byKey:    map[string]map[*watcher]struct{}{},
+		byRange:  map[rangeKey]map[*watcher]struct{}{},
+		unsynced: map[*watcher]struct{}{},
+		streams:  map[*Stream]struct{}{},
+		syncc:    make(chan struct{}, 1),
+		stopc:    make(chan struct{}),
+		donec:    make(chan struct{}),
+	}
+	go h.syncLoop()
+	return h
+}
+
+// Stop stops the catch-up goroutine and closes every stream.
+func (h *Hub) Stop() {
+	select {
+	case <-h.stopc:
+		return
+	default:
+	}
+	close(h.stopc)
+	<-h.donec
+	h.mu.Lock()
+	streams := h.streams
+	h.streams = map[*Stream]struct{}{}
+	h.mu.Unlock()
+	for s := range streams {
+		s.shutdown()
+	}
+}
+
+// Rev returns the newest revision the hub has dispatched.
+func (h *Hub) Rev() int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.rev
+}
+
+func (h *Hub) kick() {
+	select {
+	case h.syncc <- struct{}{}:
+	default:
+	}
+}
+
+// Notify dispatches published changes (in revision order) to the synced
+// watchers. Called by the apply loop after each Publish; it never blocks.
+func (h *Hub) Notify(changes []mvcc.Change) {
+	if len(changes) == 0 {
+		return
+	}
+	rev := changes[len(changes)-1].KV.ModRevision
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.rev = rev
+	if len(h.byKey) == 0 && len(h.byRange) == 0 {
+		return
+	}
+	var batches map[*watcher][]mvccpb.Event
+	add := func(w *watcher, ev *mvccpb.Event) {
+		if ev.Kv.ModRevision < w.nextRev || !w.wants(ev) {
+			return
+		}
+		if batches == nil {
+			batches = map[*watcher][]mvccpb.Event{}
+		}
+		batches[w] = append(batches[w], *ev)
+	}
+	for i := range changes {
+		ev := toEvent(&changes[i])
+		for w := range h.byKey[string(ev.Kv.Key)] {
+			add(w, &ev)
+		}
+		for rk, ws := range h.byRange {
+			if !inRange(ev.Kv.Key, rk) {
+				continue
+			}
+			for w := range ws {
+				add(w, &ev)
+			}
+		}
+	}
+	for w, evs := range batches {
+		if w.stream.trySend(Response{WatchID: w.id, Events: evs, Revision: rev}) {
+			w.nextRev = rev + 1
+			continue
+		}
+		// The stream is full: catch up from storage later, from the
+		// first event this batch could not deliver.
+		h.unsyncLocked(w, evs[0].Kv.ModRevision)
+	}
+}
+
+func inRange(key []byte, rk rangeKey) bool {
+	if bytes.Compare(key, []byte(rk.key)) < 0 {
+		return false
+	}
+	return len(rk.end) == 0 || bytes.Compare(key, []byte(rk.end)) < 0
+}
+
+func toEvent(c *mvcc.Change) mvccpb.Event {
+	kv := c.KV
+	if c.Delete {
+		return mvccpb.Event{Type: mvccpb.DELETE, Kv: &mvccpb.KeyValue{Key: kv.Key, ModRevision: kv.ModRevision}}
+	}
+	return mvccpb.Event{Type: mvccpb.PUT, Kv: &kv}
+}
+
+func (h *Hub) indexLocked(w *watcher) {
+	w.synced = true
+	delete(h.unsynced, w)
+	if w.end == nil {
+		set := h.byKey[string(w.key)]
+		if set == nil {
+			set = map[*watcher]struct{}{}
+			h.byKey[string(w.key)] = set
+		}
+		set[w] = struct{}{}
+		return
+	}
+	rk := rangeKey{string(w.key), string(w.end)}
+	set := h.byRange[rk]
+	if set == nil {
+		set = map[*watcher]struct{}{}
+		h.byRange[rk] = set
+	}
+	set[w] = struct{}{}
+}
+
+func (h *Hub) unindexLocked(w *watcher) {
+	if !w.synced {
+		delete(h.unsynced, w)
+		return
+	}
+	w.synced = false
+	if w.end == nil {
+		if set := h.byKey[string(w.key)]; set != nil {
+			delete(set, w)
+			if len(set) == 0 {
+				delete(h.byKey, string(w.key))
+			}
+		}
+		return
+	}
+	rk := rangeKey{string(w.key), string(w.end)}
+	if set := h.byRange[rk]; set != nil {
+		delete(set, w)
+		if len(set) == 0 {
+			delete(h.byRange, rk)
+		}
+	}
+}
+
+func (h *Hub) unsyncLocked(w *watcher, from int64) {
+	h.unindexLocked(w)
+	w.nextRev = from
+	h.unsynced[w] = struct{}{}
+	h.kick()
+}
+
+// syncLoop catches unsynced watchers up from storage.
+func (h *Hub) syncLoop() {
+	defer close(h.donec)
+	t := time.NewTicker(h.cfg.SyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.stopc:
+			return
+		case <-h.syncc:
+		case <-t.C:
+		}
+		for h.syncOnce() {
+			select {
+			case <-h.stopc:
+				return
+			default:
+			}
+		}
+	}
+}
+
+// syncOnce runs one catch-up round and reports whether another round has
+// work right away.
+func (h *Hub) syncOnce() bool {
+	h.mu.Lock()
+	if len(h.unsynced) == 0 {
+		h.mu.Unlock()
+		return false
+	}
+	target := h.rev
+	compactRev := h.cfg.Source.CompactRev()
+	ws := make([]*watcher, 0, len(h.unsynced))
+	minRev := int64(-1)
+	for w := range h.unsynced {
+		switch {
+		case w.nextRev > target:
+			// Nothing to read for it: it has everything up to now.
+			h.indexLocked(w)
+		case w.nextRev < compactRev:
+			// Its history is gone: tell it, and drop it once told.
+			if w.stream.trySend(Response{WatchID: w.id, CompactRevision: compactRev, Revision: target}) {
+				w.stream.dropLocked(w)
+			}
+		default:
+			ws = append(ws, w)
+			if minRev < 0 || w.nextRev < minRev {
+				minRev = w.nextRev
+			}
+		}
+	}
+	h.mu.Unlock()
+	if len(ws) == 0 {
+		return false
+	}
+
+	// Read history from minRev, stopping at a revision boundary once the
+	// batch is full so that a revision's events are never split.
+	var changes []mvcc.Change
+	upTo := target
+	err := h.cfg.Source.History(minRev, target, func(c mvcc.Change) bool {
+		if len(changes) >= h.cfg.SyncBatch && c.KV.ModRevision != changes[len(changes)-1].KV.ModRevision {
+			upTo = changes[len(changes)-1].KV.ModRevision
+			return false
+		}
+		changes = append(changes, c)
+		return true
+	})
+	if errors.Is(err, mvcc.ErrCompacted) {
+		// Compacted since we looked: the next round sorts it out.
+		return true
+	}
+	if err != nil {
+		h.lg.Error("reading history for watchers", "from", minRev, "to", target, "err", err)
+		return false
+	}
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	more := false
+	for _, w := range ws {
+		if w.gone || w.synced {
+			continue
+		}
+		var evs []mvccpb.Event
+		for i := range changes {
+			c := &changes[i]
+			if c.KV.ModRevision < w.nextRev || c.KV.ModRevision > upTo || !w.matches(c.KV.Key) {
+				continue
+			}
+			ev := toEvent(c)
+			if w.wants(&ev) {
+				evs = append(evs, ev)
+			}
+		}
+		if len(evs) > 0 && !w.stream.trySend(Response{WatchID: w.id, Events: evs, Revision: upTo}) {
+			continue // still full: try again next round
+		}
+		w.nextRev = upTo + 1
+		if w.nextRev > h.rev {
+			h.indexLocked(w)
+		} else {
+			more = true
+		}
+	}
+	return more
+}
