@@ -73,7 +73,6 @@ func (s *Store) eachKeptRevision(upTo, compactRev int64, fn func(k, v []byte)) e
 	return it.Error()
 }
 
-
 // keptLocked reports whether the index still holds revision r of key.
 func (s *Store) keptLocked(key []byte, r rev) bool {
 	s.idxMu.RLock()
