@@ -266,6 +266,11 @@ func runServe(ctx context.Context, cfg embed.Config, s streams) error {
 		cfg.Logger.Info("shutting down", "reason", "signal")
 		return nil
 	case err := <-m.Err():
+		if errors.Is(err, server.ErrRemoved) {
+			// Removal is the end of a member's life, not a failure.
+			cfg.Logger.Warn("this member was removed from the cluster; exiting")
+			return nil
+		}
 		return fmt.Errorf("member stopped: %w", err)
 	}
 }

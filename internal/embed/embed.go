@@ -23,7 +23,6 @@ import (
 	"github.com/cairn-io/cairn/internal/api/v3rpc"
 	"github.com/cairn-io/cairn/internal/portmux"
 	"github.com/cairn-io/cairn/internal/server"
-	"github.com/cairn-io/cairn/internal/version"
 )
 
 // Config configures a member and its listeners.
@@ -137,13 +136,9 @@ func Start(cfg Config) (*Member, error) {
 		m.serve(func() error { return m.grpc.Serve(pm.GRPC()) })
 		m.serve(func() error { return hs.Serve(pm.HTTP()) })
 	}
-	peerMux := http.NewServeMux()
-	peerMux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"etcdserver":%q,"etcdcluster":%q}`, version.EtcdServerVersion, version.EtcdClusterVersion)
-	})
+	peerHandler := m.Server.PeerHandler()
 	for _, l := range m.peerLns {
-		hs := &http.Server{Handler: peerMux, ReadHeaderTimeout: 10 * time.Second}
+		hs := &http.Server{Handler: peerHandler, ReadHeaderTimeout: 10 * time.Second}
 		m.httpSrvs = append(m.httpSrvs, hs)
 		m.serve(func() error { return hs.Serve(l) })
 	}

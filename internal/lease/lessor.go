@@ -440,3 +440,21 @@ func (le *Lessor) TimeToLive(id int64, withKeys bool) (Info, time.Duration, erro
 	}
 	return info, l.expiry.Sub(le.cfg.Clock.Now()), nil
 }
+
+// Reload replaces the table with the leases in db (after the member
+// installed a snapshot from the leader). Keys are re-attached by the MVCC
+// store's rebuild; on the primary every lease starts its TTL afresh.
+func (le *Lessor) Reload(db *pebble.DB) error {
+	le.mu.Lock()
+	le.leases = map[int64]*Lease{}
+	le.expiries = le.expiries[:0]
+	primary := le.primary
+	le.mu.Unlock()
+	if err := le.Load(db); err != nil {
+		return err
+	}
+	if primary {
+		le.Promote(0)
+	}
+	return nil
+}

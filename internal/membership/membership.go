@@ -280,3 +280,54 @@ func put(b *pebble.Batch, rec record) error {
 	}
 	return b.Set(storage.IDKey(storage.PrefixMember, rec.ID), data, nil)
 }
+
+// Reload replaces the member set with the one in db (after the member
+// installed a snapshot from the leader).
+func (c *Cluster) Reload(db *pebble.DB) error {
+	fresh, err := Load(db, c.id)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.members, c.removed = fresh.members, fresh.removed
+	c.mu.Unlock()
+	return nil
+}
+
+// CheckAdd reports whether m could be added: its ID must be new and never
+// removed, and its peer URLs unused.
+func (c *Cluster) CheckAdd(m Member) error {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.removed[m.ID] {
+		return ErrIDRemoved
+	}
+	if _, ok := c.members[m.ID]; ok {
+		return ErrIDExists
+	}
+	return c.checkPeerURLsLocked(m.ID, m.PeerURLs)
+}
+
+// CheckPeerURLs reports whether member id may use urls: no other member
+// may have any of them.
+func (c *Cluster) CheckPeerURLs(id uint64, urls []string) error {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.checkPeerURLsLocked(id, urls)
+}
+
+func (c *Cluster) checkPeerURLsLocked(id uint64, urls []string) error {
+	for _, other := range c.members {
+		if other.ID == id {
+			continue
+		}
+		for _, u := range other.PeerURLs {
+			for _, v := range urls {
+				if u == v {
+					return ErrPeerURLExists
+				}
+			}
+		}
+	}
+	return nil
+}

@@ -52,6 +52,11 @@ func (s *Store) compactIndex(rev int64) compactJob {
 	defer s.mu.Unlock()
 	s.idxMu.Lock()
 	defer s.idxMu.Unlock()
+	return s.compactIndexLocked(rev)
+}
+
+// compactIndexLocked is compactIndex for callers holding mu and idxMu.
+func (s *Store) compactIndexLocked(rev int64) compactJob {
 	s.compactRev = rev
 	job := compactJob{rev: rev, done: make(chan struct{})}
 	var empty []*keyIndex

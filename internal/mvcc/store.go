@@ -168,6 +168,16 @@ func (s *Store) Close() {
 
 // restore rebuilds the index by scanning every stored revision in order.
 func (s *Store) restore() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.idxMu.Lock()
+	defer s.idxMu.Unlock()
+	return s.restoreLocked()
+}
+
+// restoreLocked is restore for callers that already exclude every
+// transaction (New, before the store is shared, and Replace).
+func (s *Store) restoreLocked() error {
 	scheduled, err := s.metaRev(storage.MetaScheduledCompact)
 	if err != nil {
 		return err
@@ -230,7 +240,7 @@ func (s *Store) restore() error {
 		}
 		// Compacting the index again is idempotent: it returns exactly the
 		// revisions a crash left behind, and the job deletes them.
-		job := s.compactIndex(scheduled)
+		job := s.compactIndexLocked(scheduled)
 		if len(job.dropped) > 0 || scheduled != finished {
 			s.lg.Info("finishing interrupted compaction", "revision", scheduled, "revisions", len(job.dropped))
 			s.deleteRevisions(job)
@@ -640,3 +650,27 @@ func (s *Store) History(from, to int64, fn func(Change) bool) error {
 // revision the next write transaction starts from. Only the writer (the
 // apply loop) may call it.
 func (s *Store) WriteRev() int64 { return s.pendingRev }
+
+// Replace swaps the store's whole content: with every transaction locked
+// out, rewrite runs (it replaces the revision keyspace in storage, e.g. with
+// a snapshot from the leader), then the index is rebuilt from storage. The
+// caller must not hold unpublished writes.
+func (s *Store) Replace(rewrite func() error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.pending) > 0 {
+		panic("mvcc: Replace called with unpublished writes")
+	}
+	if err := rewrite(); err != nil {
+		return err
+	}
+	s.idxMu.Lock()
+	defer s.idxMu.Unlock()
+	s.idx = newIndex()
+	s.currentRev, s.compactRev = 1, -1
+	if err := s.restoreLocked(); err != nil {
+		return err
+	}
+	s.pendingRev = s.currentRev
+	return nil
+}

@@ -117,6 +117,7 @@ type Node struct {
 	msgs      []raftpb.Message
 	reports   []report
 	campaign  bool
+	calls     []func(*raft.RawNode)
 	wake      chan struct{}
 
 	applyc   chan Apply
@@ -133,7 +134,7 @@ type Node struct {
 type proposal struct {
 	tag  uint64
 	data []byte
-	cc   *raftpb.ConfChangeV2
+	cc   raftpb.ConfChangeI
 }
 
 type report struct {
@@ -275,9 +276,9 @@ func (n *Node) Propose(tag uint64, data []byte) {
 }
 
 // ProposeConfChange queues a configuration change.
-func (n *Node) ProposeConfChange(tag uint64, cc raftpb.ConfChangeV2) {
+func (n *Node) ProposeConfChange(tag uint64, cc raftpb.ConfChangeI) {
 	n.mu.Lock()
-	n.proposals = append(n.proposals, proposal{tag: tag, cc: &cc})
+	n.proposals = append(n.proposals, proposal{tag: tag, cc: cc})
 	n.mu.Unlock()
 	n.poke()
 }
@@ -367,12 +368,17 @@ func (n *Node) run() {
 		reads, n.reads = n.reads, reads[:0]
 		msgs, n.msgs = n.msgs, msgs[:0]
 		reports, n.reports = n.reports, reports[:0]
+		calls := n.calls
+		n.calls = nil
 		campaign := n.campaign
 		n.campaign = false
 		n.mu.Unlock()
 
 		if campaign {
 			_ = n.rn.Campaign()
+		}
+		for _, fn := range calls {
+			fn(n.rn)
 		}
 		for _, r := range reports {
 			if r.unreachable {
@@ -442,7 +448,7 @@ func (n *Node) propose(ps []proposal) {
 	for _, p := range ps {
 		if p.cc != nil {
 			flush()
-			if err := n.rn.ProposeConfChange(*p.cc); err != nil {
+			if err := n.rn.ProposeConfChange(p.cc); err != nil {
 				n.cfg.OnDrop([]uint64{p.tag}, err)
 			}
 			continue
@@ -608,4 +614,31 @@ func (l *raftLogger) Panic(v ...any) { l.lg.Error(fmt.Sprint(v...)); panic(fmt.S
 func (l *raftLogger) Panicf(format string, v ...any) {
 	l.lg.Error(fmt.Sprintf(format, v...))
 	panic(fmt.Sprintf(format, v...))
+}
+
+// do runs fn on the raft goroutine and waits for it.
+func (n *Node) do(fn func(*raft.RawNode)) bool {
+	done := make(chan struct{})
+	n.mu.Lock()
+	n.calls = append(n.calls, func(rn *raft.RawNode) { fn(rn); close(done) })
+	n.mu.Unlock()
+	n.poke()
+	select {
+	case <-done:
+		return true
+	case <-n.donec:
+		return false
+	}
+}
+
+// Status returns raft's status, with the followers' progress on the leader.
+func (n *Node) Status() raft.Status {
+	var st raft.Status
+	n.do(func(rn *raft.RawNode) { st = rn.Status() })
+	return st
+}
+
+// TransferLeadership asks raft to hand leadership to member target.
+func (n *Node) TransferLeadership(target uint64) {
+	n.do(func(rn *raft.RawNode) { rn.TransferLeader(target) })
 }

@@ -45,11 +45,16 @@ type applyBatch struct {
 	index uint64
 	term  uint64
 	done  []done
+	// peersChanged: a membership change was applied; the transport's
+	// peers follow once the batch is committed.
+	peersChanged bool
 }
 
 func (s *Server) applyAll(ap raftnode.Apply) error {
-	if !raft.IsEmptySnap(ap.Snapshot) {
-		return errors.New("installing a snapshot from the leader is not supported by this version")
+	if !raft.IsEmptySnap(ap.Snapshot) && ap.Snapshot.Metadata.Index > s.appliedIndex.Load() {
+		if err := s.installSnapshot(ap.Snapshot); err != nil {
+			return err
+		}
 	}
 	applied := s.appliedIndex.Load()
 	ab := &applyBatch{b: s.db.NewBatch()}
@@ -70,7 +75,7 @@ func (s *Server) applyAll(ap raftnode.Apply) error {
 				}
 			}
 		case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
-			if err := s.applyConfChange(ab, e); err != nil {
+			if err := s.applyConfChange(ab, e, s.confState); err != nil {
 				ab.b.Close()
 				return err
 			}
@@ -85,6 +90,10 @@ func (s *Server) applyAll(ap raftnode.Apply) error {
 		return err
 	}
 	ab.b.Close()
+	if s.removedSelf {
+		s.onRemoved()
+		return nil
+	}
 	s.maybeSnapshot()
 	return nil
 }
@@ -102,6 +111,10 @@ func (s *Server) flush(ab *applyBatch) error {
 	s.appliedIndex.Store(ab.index)
 	s.appliedTerm.Store(ab.term)
 	metricApplied.Add(float64(len(ab.done)))
+	if ab.peersChanged {
+		s.syncPeers()
+		ab.peersChanged = false
+	}
 	for _, d := range ab.done {
 		s.w.trigger(d.id, d.res)
 	}
@@ -237,10 +250,12 @@ func (s *Server) applyLeaseRevoke(b *pebble.Batch, id int64) result {
 var ErrBadRequest = errors.New("etcdserver: unsupported request")
 
 // applyConfChange records a committed membership change. Raft itself has
-// already moved to the new configuration (see raftnode).
-func (s *Server) applyConfChange(ab *applyBatch, e *raftpb.Entry) error {
+// already moved to the new configuration (see raftnode); cs is that
+// configuration, recorded so that snapshots carry it.
+func (s *Server) applyConfChange(ab *applyBatch, e *raftpb.Entry, cs raftpb.ConfState) error {
 	var changes []raftpb.ConfChangeSingle
 	var context []byte
+	var id uint64
 	switch e.Type {
 	case raftpb.EntryConfChange:
 		var cc raftpb.ConfChange
@@ -248,14 +263,13 @@ func (s *Server) applyConfChange(ab *applyBatch, e *raftpb.Entry) error {
 			return fmt.Errorf("decode conf change %d: %v: %w", e.Index, err, storage.ErrCorrupt)
 		}
 		changes = []raftpb.ConfChangeSingle{{Type: cc.Type, NodeID: cc.NodeID}}
-		context = cc.Context
+		context, id = cc.Context, cc.ID
 	default:
 		var cc raftpb.ConfChangeV2
 		if err := cc.Unmarshal(e.Data); err != nil {
 			return fmt.Errorf("decode conf change %d: %v: %w", e.Index, err, storage.ErrCorrupt)
 		}
-		changes = cc.Changes
-		context = cc.Context
+		changes, context = cc.Changes, cc.Context
 	}
 	var m membership.Member
 	if len(context) > 0 {
@@ -263,34 +277,47 @@ func (s *Server) applyConfChange(ab *applyBatch, e *raftpb.Entry) error {
 			return fmt.Errorf("decode conf change %d member: %v: %w", e.Index, err, storage.ErrCorrupt)
 		}
 	}
+	var err error
 	for _, c := range changes {
 		switch c.Type {
 		case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
+			learner := c.Type == raftpb.ConfChangeAddLearnerNode
 			if _, ok := s.cluster.Member(c.NodeID); ok {
-				// The initial members, recorded at bootstrap.
-				if len(context) > 0 && c.Type == raftpb.ConfChangeAddNode {
-					_ = s.cluster.Update(ab.b, c.NodeID, func(x *membership.Member) { x.IsLearner = false })
-				}
+				// A promotion, or an initial member recorded at
+				// bootstrap (whose entry carries no member).
+				err = s.cluster.Update(ab.b, c.NodeID, func(x *membership.Member) { x.IsLearner = learner })
 				continue
 			}
 			if len(context) == 0 {
 				continue
 			}
-			m.ID = c.NodeID
-			m.IsLearner = c.Type == raftpb.ConfChangeAddLearnerNode
-			if err := s.cluster.Add(ab.b, m); err != nil {
-				s.lg.Warn("adding member", "member-id", fmt.Sprintf("%x", c.NodeID), "err", err)
+			m.ID, m.IsLearner = c.NodeID, learner
+			if err = s.cluster.Add(ab.b, m); err == nil {
+				s.lg.Info("member added", "member-id", hexID(m.ID), "peer-urls", m.PeerURLs, "learner", learner)
 			}
 		case raftpb.ConfChangeRemoveNode:
-			if err := s.cluster.Remove(ab.b, c.NodeID); err != nil {
-				s.lg.Warn("removing member", "member-id", fmt.Sprintf("%x", c.NodeID), "err", err)
+			if err = s.cluster.Remove(ab.b, c.NodeID); err == nil {
+				s.lg.Info("member removed", "member-id", hexID(c.NodeID))
+				if c.NodeID == s.id {
+					s.removedSelf = true
+				}
 			}
 		case raftpb.ConfChangeUpdateNode:
 			if len(context) > 0 {
-				_ = s.cluster.Update(ab.b, c.NodeID, func(x *membership.Member) { x.PeerURLs = m.PeerURLs })
+				err = s.cluster.Update(ab.b, c.NodeID, func(x *membership.Member) { x.PeerURLs = m.PeerURLs })
 			}
 		}
+		if err != nil {
+			s.lg.Warn("membership change", "type", c.Type, "member-id", hexID(c.NodeID), "err", err)
+		}
 	}
+	data, merr := cs.Marshal()
+	if merr != nil {
+		return merr
+	}
+	ab.b.Set(storage.MetaKey(storage.MetaConfState), data, nil)
+	ab.done = append(ab.done, done{id: id, res: result{err: err}})
+	ab.peersChanged = true
 	return nil
 }
 

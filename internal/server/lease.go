@@ -55,10 +55,7 @@ func (s *Server) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb
 // not exist). Only the leader renews.
 func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 	if !s.IsLeader() {
-		if s.Leader() == 0 {
-			return -1, ErrNoLeader
-		}
-		return -1, ErrNotLeader
+		return s.forwardLeaseRenew(ctx, id)
 	}
 	// The lease may have been granted by an entry this leader has
 	// committed but not applied yet.
@@ -81,10 +78,7 @@ func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 // if asked.
 func (s *Server) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
 	if !s.IsLeader() {
-		if s.Leader() == 0 {
-			return nil, ErrNoLeader
-		}
-		return nil, ErrNotLeader
+		return s.forwardLeaseTTL(ctx, r)
 	}
 	if err := s.waitApplied(s.CommittedIndex()); err != nil {
 		return nil, err

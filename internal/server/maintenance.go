@@ -60,14 +60,14 @@ func (s *Server) Defragment(ctx context.Context) error {
 // returns its exact size and a reader of it. Close the reader when done.
 func (s *Server) OpenSnapshot(ctx context.Context) (int64, io.ReadCloser, error) {
 	snap := s.db.Pebble().NewSnapshot()
-	size, err := snapshot.Size(snap)
+	size, err := snapshot.Size(snap, snapshot.Backup)
 	if err != nil {
 		snap.Close()
 		return 0, nil, err
 	}
 	pr, pw := io.Pipe()
 	go func() {
-		err := snapshot.Write(pw, snap)
+		err := snapshot.Write(pw, snap, snapshot.Backup)
 		snap.Close()
 		pw.CloseWithError(err)
 	}()

@@ -23,6 +23,7 @@ import (
 	"github.com/cairn-io/cairn/internal/mvcc"
 	"github.com/cairn-io/cairn/internal/raftnode"
 	"github.com/cairn-io/cairn/internal/storage"
+	"github.com/cairn-io/cairn/internal/transport"
 	"github.com/cairn-io/cairn/internal/watch"
 	"go.etcd.io/raft/v3/raftpb"
 )
@@ -96,10 +97,6 @@ type Config struct {
 	// progress notifications and got no events receive one (etcd's
 	// --watch-progress-notify-interval). Default 10 minutes.
 	WatchProgressNotifyInterval time.Duration
-
-	// Transport carries raft messages to peers. Nil is fine for a
-	// single-member cluster.
-	Transport raftnode.Transport
 
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -228,6 +225,10 @@ type Server struct {
 	alarms  *alarmStore
 	lessor  *lease.Lessor
 	hub     *watch.Hub
+	// transport is nil until bootstrap knows the cluster.
+	transport *transport.Transport
+	// confMu serialises membership changes made through this member.
+	confMu sync.Mutex
 
 	id        uint64
 	clusterID uint64
@@ -240,6 +241,8 @@ type Server struct {
 	appliedTerm  atomic.Uint64
 	snapIndex    uint64
 	confState    raftpb.ConfState
+	// removedSelf: the apply loop applied this member's removal.
+	removedSelf bool
 	applyNotify  atomic.Pointer[chan struct{}]
 
 	// Linearizable reads.
@@ -317,10 +320,11 @@ func (s *Server) bootstrap() error {
 			return err
 		}
 		s.lg.Info("restarting member", "member-id", fmt.Sprintf("%x", s.id), "cluster-id", fmt.Sprintf("%x", s.clusterID))
-	} else {
-		if cfg.InitialClusterState == "existing" {
-			return fmt.Errorf("%w: joining an existing cluster (--initial-cluster-state=existing) is not supported by this version", ErrBadConfig)
+	} else if cfg.InitialClusterState == "existing" {
+		if err := s.join(); err != nil {
+			return err
 		}
+	} else {
 		members, err := cfg.selfFromInitialCluster()
 		if err != nil {
 			return err
@@ -387,11 +391,23 @@ func (s *Server) bootstrap() error {
 		return err
 	}
 	s.hub = watch.New(watch.Config{Source: s.kv, Logger: s.lg})
-
-	transport := cfg.Transport
-	if transport == nil {
-		transport = dropTransport{}
+	s.transport = transport.New(transport.Config{
+		ClusterID: s.clusterID,
+		MemberID:  s.id,
+		Snapshots: peerSnapshots{s},
+		IsRemoved: s.cluster.IsRemoved,
+		OnRemoved: s.onRemoved,
+		Logger:    s.lg,
+	})
+	// A snapshot from the leader that raft recorded but a crash kept from
+	// being installed is installed now, from the file kept for that.
+	if st.Snapshot.Metadata.Index > applied {
+		if err := s.installSnapshot(st.Snapshot); err != nil {
+			return err
+		}
 	}
+	s.dropOldSnapshotFiles()
+
 	electionTicks := int(cfg.ElectionTimeout / cfg.TickInterval)
 	s.node, err = raftnode.Start(raftnode.Config{
 		ID:        s.id,
@@ -409,17 +425,20 @@ func (s *Server) bootstrap() error {
 		ElectionTicks:  electionTicks,
 		HeartbeatTicks: 1,
 		Persister:      s.db,
-		Transport:      transport,
+		Transport:      s.transport,
 		OnDrop:         s.onDrop,
 		OnReadState:    s.onReadState,
 		OnLeaderChange: s.onLeaderChange,
 		Logger:         s.lg,
 	})
 	if err != nil {
+		s.transport.Stop()
 		s.hub.Stop()
 		s.kv.Close()
 		return err
 	}
+	s.transport.SetRaft(s.node)
+	s.syncPeers()
 	s.wg.Add(4)
 	go s.applyLoop()
 	go s.readLoop()
@@ -457,16 +476,13 @@ func sameURLs(a, b []string) bool {
 	return true
 }
 
-// dropTransport is the transport of a member with no peers.
-type dropTransport struct{}
-
-func (dropTransport) Send([]raftpb.Message) {}
 
 // Stop stops the member: raft first (no new commits), then the apply loop,
 // then storage.
 func (s *Server) Stop() {
 	s.stopOnce.Do(func() {
 		close(s.stopping)
+		s.transport.Stop()
 		s.node.Stop()
 		s.wg.Wait()
 		s.hub.Stop()

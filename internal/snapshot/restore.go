@@ -165,6 +165,12 @@ func Restore(r io.Reader, cfg RestoreConfig) error {
 	storage.PutUint64(b, storage.MetaClusterID, cluster.ID())
 	storage.PutUint64(b, storage.MetaAppliedIndex, index)
 	storage.PutUint64(b, storage.MetaAppliedTerm, 1)
+	cs, err := (&raftpb.ConfState{Voters: ids}).Marshal()
+	if err != nil {
+		b.Close()
+		return fmt.Errorf("snapshot restore: %w", err)
+	}
+	b.Set(storage.MetaKey(storage.MetaConfState), cs, nil)
 	if err := db.Commit(b, true); err != nil {
 		return fmt.Errorf("snapshot restore: %w", err)
 	}

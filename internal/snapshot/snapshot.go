@@ -38,13 +38,38 @@ var (
 	ErrCorrupt = errors.New("snapshot: not a valid cairn snapshot (truncated or damaged)")
 )
 
-// prefixes are the keyspaces a snapshot carries. Membership and alarms
-// belong to the cluster the snapshot came from and are not carried; the
-// raft log and its metadata neither.
-var prefixes = []byte{storage.PrefixKV, storage.PrefixLease, storage.PrefixAuth, storage.PrefixV2}
+// Kind selects what a snapshot carries.
+type Kind int
 
-// metaNames are the metadata values a snapshot carries.
-var metaNames = []string{storage.MetaScheduledCompact, storage.MetaFinishedCompact}
+const (
+	// Backup is what Maintenance Snapshot streams and cairn snapshot save
+	// stores: the data, without the membership and alarms of the cluster
+	// it came from, which a restore replaces.
+	Backup Kind = iota
+	// Replica is what the leader sends a member that fell behind the log:
+	// every replicated keyspace, and the applied index, term and
+	// configuration the state corresponds to.
+	Replica
+)
+
+func (k Kind) prefixes() []byte {
+	if k == Replica {
+		return ReplicatedPrefixes
+	}
+	return []byte{storage.PrefixKV, storage.PrefixLease, storage.PrefixAuth, storage.PrefixV2}
+}
+
+func (k Kind) metaNames() []string {
+	names := []string{storage.MetaScheduledCompact, storage.MetaFinishedCompact}
+	if k == Replica {
+		names = append(names, storage.MetaAppliedIndex, storage.MetaAppliedTerm, storage.MetaConfState)
+	}
+	return names
+}
+
+// ReplicatedPrefixes are the keyspaces every member holds identically.
+var ReplicatedPrefixes = []byte{storage.PrefixKV, storage.PrefixLease, storage.PrefixAlarm,
+	storage.PrefixMember, storage.PrefixAuth, storage.PrefixV2}
 
 // Reader is the point-in-time view a snapshot is written from;
 // *pebble.Snapshot implements it.
@@ -54,9 +79,9 @@ type Reader interface {
 }
 
 // Size returns the exact number of bytes Write will produce from r.
-func Size(r Reader) (int64, error) {
+func Size(r Reader, kind Kind) (int64, error) {
 	n := int64(len(Magic))
-	err := each(r, func(k, v []byte) error {
+	err := each(r, kind, func(k, v []byte) error {
 		n += recordSize(k, v)
 		return nil
 	})
@@ -73,7 +98,7 @@ func recordSize(k, v []byte) int64 {
 }
 
 // Write writes a snapshot of r to w.
-func Write(w io.Writer, r Reader) error {
+func Write(w io.Writer, r Reader, kind Kind) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
 	h := sha256.New()
 	out := io.MultiWriter(bw, h)
@@ -82,7 +107,7 @@ func Write(w io.Writer, r Reader) error {
 	}
 	n := int64(len(Magic))
 	var lb [binary.MaxVarintLen64]byte
-	err := each(r, func(k, v []byte) error {
+	err := each(r, kind, func(k, v []byte) error {
 		n += recordSize(k, v)
 		if _, err := out.Write(lb[:binary.PutUvarint(lb[:], uint64(len(k)))]); err != nil {
 			return err
@@ -113,8 +138,8 @@ func Write(w io.Writer, r Reader) error {
 }
 
 // each calls fn with every record a snapshot of r holds, in key order.
-func each(r Reader, fn func(k, v []byte) error) error {
-	for _, name := range metaNames {
+func each(r Reader, kind Kind, fn func(k, v []byte) error) error {
+	for _, name := range kind.metaNames() {
 		key := storage.MetaKey(name)
 		v, closer, err := r.Get(key)
 		if errors.Is(err, pebble.ErrNotFound) {
@@ -129,7 +154,7 @@ func each(r Reader, fn func(k, v []byte) error) error {
 			return err
 		}
 	}
-	for _, p := range prefixes {
+	for _, p := range kind.prefixes() {
 		lo, hi := storage.PrefixBounds(p)
 		it, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 		if err != nil {

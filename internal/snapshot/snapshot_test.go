@@ -38,12 +38,12 @@ func source(t testing.TB) (*storage.DB, []byte) {
 	}
 	snap := db.Pebble().NewSnapshot()
 	defer snap.Close()
-	size, err := Size(snap)
+	size, err := Size(snap, Backup)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	if err := Write(&buf, snap); err != nil {
+	if err := Write(&buf, snap, Backup); err != nil {
 		t.Fatal(err)
 	}
 	if int64(buf.Len()) != size {

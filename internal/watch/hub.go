@@ -403,3 +403,21 @@ func (h *Hub) syncOnce() bool {
 	}
 	return more
 }
+
+// Reset follows the store after its content was replaced (a snapshot from
+// the leader): every watcher catches up from storage from where it was, or
+// learns that its history was compacted.
+func (h *Hub) Reset() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.rev = h.cfg.Source.Rev()
+	for s := range h.streams {
+		for _, w := range s.watchers {
+			if w.synced {
+				h.unindexLocked(w)
+				h.unsynced[w] = struct{}{}
+			}
+		}
+	}
+	h.kick()
+}

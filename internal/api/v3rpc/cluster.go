@@ -4,6 +4,7 @@ import (
 	"context"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/cairn-io/cairn/internal/membership"
 )
@@ -12,6 +13,10 @@ import (
 type Cluster interface {
 	Member
 	Members() []membership.Member
+	MemberAdd(ctx context.Context, peerURLs []string, isLearner bool) (membership.Member, []membership.Member, error)
+	MemberRemove(ctx context.Context, id uint64) ([]membership.Member, error)
+	MemberUpdate(ctx context.Context, id uint64, peerURLs []string) ([]membership.Member, error)
+	MemberPromote(ctx context.Context, id uint64) ([]membership.Member, error)
 }
 
 type clusterServer struct {
@@ -43,4 +48,66 @@ func membersToPB(ms []membership.Member) []*pb.Member {
 		}
 	}
 	return out
+}
+
+func checkPeerURLs(urls []string) error {
+	if len(urls) == 0 {
+		return rpctypes.ErrGRPCMemberBadURLs
+	}
+	for _, u := range urls {
+		if membership.ValidateURL(u) != nil {
+			return rpctypes.ErrGRPCMemberBadURLs
+		}
+	}
+	return nil
+}
+
+func (s *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
+	if err := checkPeerURLs(r.PeerURLs); err != nil {
+		return nil, err
+	}
+	m, members, err := s.c.MemberAdd(ctx, r.PeerURLs, r.IsLearner)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	resp := &pb.MemberAddResponse{
+		Header:  &pb.ResponseHeader{},
+		Member:  &pb.Member{ID: m.ID, PeerURLs: m.PeerURLs, IsLearner: m.IsLearner},
+		Members: membersToPB(members),
+	}
+	s.hdr.fill(resp.Header)
+	return resp, nil
+}
+
+func (s *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
+	members, err := s.c.MemberRemove(ctx, r.ID)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	resp := &pb.MemberRemoveResponse{Header: &pb.ResponseHeader{}, Members: membersToPB(members)}
+	s.hdr.fill(resp.Header)
+	return resp, nil
+}
+
+func (s *clusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
+	if err := checkPeerURLs(r.PeerURLs); err != nil {
+		return nil, err
+	}
+	members, err := s.c.MemberUpdate(ctx, r.ID, r.PeerURLs)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	resp := &pb.MemberUpdateResponse{Header: &pb.ResponseHeader{}, Members: membersToPB(members)}
+	s.hdr.fill(resp.Header)
+	return resp, nil
+}
+
+func (s *clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
+	members, err := s.c.MemberPromote(ctx, r.ID)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	resp := &pb.MemberPromoteResponse{Header: &pb.ResponseHeader{}, Members: membersToPB(members)}
+	s.hdr.fill(resp.Header)
+	return resp, nil
 }

@@ -41,6 +41,10 @@ var errorTable = []struct {
 	{server.ErrTimeoutWaitAppliedIndex, rpctypes.ErrGRPCTimeoutWaitAppliedIndex},
 	{server.ErrUnhealthy, rpctypes.ErrGRPCUnhealthy},
 	{server.ErrCorrupt, rpctypes.ErrGRPCCorrupt},
+	{server.ErrLearnerNotReady, rpctypes.ErrGRPCLearnerNotReady},
+	{server.ErrNotEnoughStartedMembers, rpctypes.ErrGRPCMemberNotEnoughStarted},
+	{server.ErrBadLeaderTransferee, rpctypes.ErrGRPCBadLeaderTransferee},
+	{server.ErrNotSupportedForLearner, rpctypes.ErrGRPCNotSupportedForLearner},
 
 	{membership.ErrIDRemoved, rpctypes.ErrGRPCMemberNotFound},
 	{membership.ErrIDNotFound, rpctypes.ErrGRPCMemberNotFound},

@@ -60,8 +60,8 @@ func NewServer(s Services, cfg Config, opts ...grpc.ServerOption) *grpc.Server {
 		cfg.Logger = slog.Default()
 	}
 	opts = append([]grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(recoverUnary(cfg.Logger)),
-		grpc.ChainStreamInterceptor(recoverStream(cfg.Logger)),
+		grpc.ChainUnaryInterceptor(recoverUnary(cfg.Logger), learnerUnary(s)),
+		grpc.ChainStreamInterceptor(recoverStream(cfg.Logger), learnerStream(s)),
 		grpc.ForceServerCodecV2(Codec()),
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes + grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),

@@ -27,6 +27,7 @@ type Maintenance interface {
 	HashKV(ctx context.Context, rev int64) (hash uint32, hashRev, compactRev int64, err error)
 	Defragment(ctx context.Context) error
 	OpenSnapshot(ctx context.Context) (int64, io.ReadCloser, error)
+	MoveLeader(ctx context.Context, target uint64) error
 }
 
 type maintenanceServer struct {
@@ -142,4 +143,13 @@ func (s *maintenanceServer) Snapshot(r *pb.SnapshotRequest, stream pb.Maintenanc
 			return toGRPCError(err)
 		}
 	}
+}
+
+func (s *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
+	if err := s.m.MoveLeader(ctx, r.TargetID); err != nil {
+		return nil, toGRPCError(err)
+	}
+	resp := &pb.MoveLeaderResponse{Header: &pb.ResponseHeader{}}
+	s.hdr.fill(resp.Header)
+	return resp, nil
 }

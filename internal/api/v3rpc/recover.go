@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"runtime/debug"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -35,6 +37,37 @@ func recoverStream(lg *slog.Logger) grpc.StreamServerInterceptor {
 				err = status.Errorf(codes.Internal, "internal error serving %s", info.FullMethod)
 			}
 		}()
+		return handler(srv, ss)
+	}
+}
+
+// Learners serve only Status, serializable Range and the Snapshot stream,
+// as in etcd: they are not in the quorum, so anything that needs it would
+// be wrong or slow there.
+type learnerChecker interface{ IsLearner() bool }
+
+func learnerUnary(m learnerChecker) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if m.IsLearner() {
+			switch r := req.(type) {
+			case *pb.StatusRequest:
+			case *pb.RangeRequest:
+				if !r.Serializable {
+					return nil, rpctypes.ErrGRPCNotSupportedForLearner
+				}
+			default:
+				return nil, rpctypes.ErrGRPCNotSupportedForLearner
+			}
+		}
+		return handler(ctx, req)
+	}
+}
+
+func learnerStream(m learnerChecker) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if m.IsLearner() && info.FullMethod != "/etcdserverpb.Maintenance/Snapshot" {
+			return rpctypes.ErrGRPCNotSupportedForLearner
+		}
 		return handler(srv, ss)
 	}
 }

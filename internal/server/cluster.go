@@ -1,0 +1,608 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/cairn-io/cairn/internal/membership"
+	"github.com/cairn-io/cairn/internal/snapshot"
+	"github.com/cairn-io/cairn/internal/storage"
+	"github.com/cairn-io/cairn/internal/transport"
+	"github.com/cairn-io/cairn/internal/version"
+)
+
+// Membership, peer endpoints and snapshots between members.
+
+// More sentinel errors of clustering, with etcd's texts.
+var (
+	// ErrRemoved: this member was removed from the cluster and stopped.
+	ErrRemoved = errors.New("etcdserver: the member has been permanently removed from the cluster")
+	// ErrLearnerNotReady: a learner cannot be promoted before it caught up.
+	ErrLearnerNotReady = errors.New("etcdserver: can only promote a learner member which is in sync with leader")
+	// ErrNotEnoughStartedMembers: the change would leave too few members
+	// running for a quorum.
+	ErrNotEnoughStartedMembers = errors.New("etcdserver: re-configuration failed due to not enough started members")
+	// ErrBadLeaderTransferee: the leadership target is not a voting member.
+	ErrBadLeaderTransferee = errors.New("etcdserver: bad leader transferee")
+	// ErrLeaderTransferTimeout: leadership did not move in time.
+	ErrLeaderTransferTimeout = errors.New("etcdserver: request timed out, leader transfer took too long")
+	// ErrNotSupportedForLearner: learners serve only serializable reads.
+	ErrNotSupportedForLearner = errors.New("etcdserver: rpc not supported for learner")
+)
+
+// maxLearners is how many learners a cluster may have at once (etcd's
+// default).
+const maxLearners = 1
+
+// snapDir is where received snapshots wait to be installed.
+func (s *Server) snapDir() string { return filepath.Join(s.cfg.DataDir, "member", "snap") }
+
+func (s *Server) snapPath(index uint64) string {
+	return filepath.Join(s.snapDir(), fmt.Sprintf("%016x.snap", index))
+}
+
+// peerSnapshots gives the transport the member's snapshots.
+type peerSnapshots struct{ s *Server }
+
+func (p peerSnapshots) OpenSnapshot(m raftpb.Message) (raftpb.Message, io.ReadCloser, error) {
+	return p.s.openReplicaSnapshot(m)
+}
+
+func (p peerSnapshots) ReceiveSnapshot(m raftpb.Message, r io.Reader) error {
+	return p.s.receiveSnapshot(m, r)
+}
+
+// openReplicaSnapshot reads the state from a point-in-time view of storage,
+// and replaces the message's metadata with the applied index, term and
+// configuration recorded in that same view, so the follower installs
+// exactly what the metadata says.
+func (s *Server) openReplicaSnapshot(m raftpb.Message) (raftpb.Message, io.ReadCloser, error) {
+	snap := s.db.Pebble().NewSnapshot()
+	meta, err := snapshotMetadata(snap)
+	if err != nil {
+		snap.Close()
+		return m, nil, err
+	}
+	m.Snapshot = &raftpb.Snapshot{Metadata: meta}
+	pr, pw := io.Pipe()
+	go func() {
+		err := snapshot.Write(pw, snap, snapshot.Replica)
+		snap.Close()
+		pw.CloseWithError(err)
+	}()
+	return m, pr, nil
+}
+
+func snapshotMetadata(r interface {
+	Get([]byte) ([]byte, io.Closer, error)
+}) (raftpb.SnapshotMetadata, error) {
+	var meta raftpb.SnapshotMetadata
+	get := func(name string) ([]byte, error) {
+		v, closer, err := r.Get(storage.MetaKey(name))
+		if err != nil {
+			return nil, fmt.Errorf("snapshot metadata %s: %w", name, err)
+		}
+		defer closer.Close()
+		return append([]byte(nil), v...), nil
+	}
+	idx, err := get(storage.MetaAppliedIndex)
+	if err != nil {
+		return meta, err
+	}
+	term, err := get(storage.MetaAppliedTerm)
+	if err != nil {
+		return meta, err
+	}
+	cs, err := get(storage.MetaConfState)
+	if err != nil {
+		return meta, err
+	}
+	if len(idx) != 8 || len(term) != 8 {
+		return meta, fmt.Errorf("snapshot metadata: %w", storage.ErrCorrupt)
+	}
+	meta.Index, meta.Term = beUint64(idx), beUint64(term)
+	if err := meta.ConfState.Unmarshal(cs); err != nil {
+		return meta, fmt.Errorf("snapshot metadata: conf state: %w", err)
+	}
+	return meta, nil
+}
+
+func beUint64(b []byte) uint64 {
+	return uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
+		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
+}
+
+// receiveSnapshot writes a snapshot from the leader to a file and verifies
+// it before raft hears of it.
+func (s *Server) receiveSnapshot(m raftpb.Message, r io.Reader) error {
+	if err := os.MkdirAll(s.snapDir(), 0o700); err != nil {
+		return err
+	}
+	path := s.snapPath(m.Snapshot.Metadata.Index)
+	tmp, err := os.CreateTemp(s.snapDir(), "receiving-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	tee := io.TeeReader(r, tmp)
+	if err := snapshot.Read(tee, func(k, v []byte) error { return nil }); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// installSnapshot replaces this member's state with a snapshot received
+// from the leader. Storage is rewritten while every store transaction is
+// locked out, and the applied index moves to the snapshot's in the last,
+// synced batch: a crash midway leaves the old applied index, so the install
+// runs again at restart from the kept file.
+func (s *Server) installSnapshot(snap raftpb.Snapshot) error {
+	meta := snap.Metadata
+	path := s.snapPath(meta.Index)
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("install snapshot at %d: %w", meta.Index, err)
+	}
+	defer f.Close()
+	s.lg.Info("installing a snapshot from the leader", "index", meta.Index, "term", meta.Term)
+	err = s.kv.Replace(func() error {
+		b := s.db.NewBatch()
+		for _, p := range snapshot.ReplicatedPrefixes {
+			lo, hi := storage.PrefixBounds(p)
+			b.DeleteRange(lo, hi, nil)
+		}
+		b.Delete(storage.MetaKey(storage.MetaScheduledCompact), nil)
+		b.Delete(storage.MetaKey(storage.MetaFinishedCompact), nil)
+		err := snapshot.Read(f, func(k, v []byte) error {
+			if len(k) > 0 && k[0] == storage.PrefixMeta {
+				switch string(k[1:]) {
+				case storage.MetaAppliedIndex, storage.MetaAppliedTerm, storage.MetaConfState:
+					return nil // written last, below
+				}
+			}
+			if err := b.Set(k, v, nil); err != nil {
+				return err
+			}
+			if b.Len() >= 4<<20 {
+				if err := s.db.Commit(b, false); err != nil {
+					return err
+				}
+				b = s.db.NewBatch()
+			}
+			return nil
+		})
+		if err != nil {
+			b.Close()
+			return err
+		}
+		storage.PutUint64(b, storage.MetaAppliedIndex, meta.Index)
+		storage.PutUint64(b, storage.MetaAppliedTerm, meta.Term)
+		cs, _ := meta.ConfState.Marshal()
+		b.Set(storage.MetaKey(storage.MetaConfState), cs, nil)
+		if err := s.db.Commit(b, true); err != nil {
+			return err
+		}
+		// The lease table reloads before the index rebuild, which
+		// re-attaches keys to leases.
+		return s.lessor.Reload(s.db.Pebble())
+	})
+	if err != nil {
+		return fmt.Errorf("install snapshot at %d: %w", meta.Index, err)
+	}
+	if s.alarms, err = loadAlarms(s.db.Pebble()); err != nil {
+		return err
+	}
+	if err := s.cluster.Reload(s.db.Pebble()); err != nil {
+		return err
+	}
+	s.syncPeers()
+	s.hub.Reset()
+	s.appliedIndex.Store(meta.Index)
+	s.appliedTerm.Store(meta.Term)
+	s.confState = meta.ConfState
+	s.snapIndex = meta.Index
+	os.Remove(path)
+	s.lg.Info("installed a snapshot from the leader", "index", meta.Index, "revision", s.kv.Rev())
+	return nil
+}
+
+// syncPeers makes the transport send to exactly the current members.
+func (s *Server) syncPeers() {
+	if s.transport == nil {
+		return
+	}
+	want := map[uint64]bool{}
+	for _, m := range s.cluster.Members() {
+		if m.ID == s.id {
+			continue
+		}
+		want[m.ID] = true
+		s.transport.AddPeer(m.ID, m.PeerURLs)
+	}
+	for _, id := range s.transport.Peers() {
+		if !want[id] {
+			s.transport.RemovePeer(id)
+		}
+	}
+}
+
+// PeerHandler serves the peer port: raft streams and snapshots, the member
+// list a joining member reads, lease renewals forwarded by followers, and
+// the version.
+func (s *Server) PeerHandler() http.Handler {
+	mux := http.NewServeMux()
+	if s.transport != nil {
+		th := s.transport.Handler()
+		mux.Handle(transport.StreamPath, th)
+		mux.Handle(transport.SnapshotPath, th)
+	}
+	mux.HandleFunc("/members", s.serveMembers)
+	mux.HandleFunc("/members/promote/", s.servePromote)
+	mux.HandleFunc(leaseRenewPath, s.serveLeaseRenew)
+	mux.HandleFunc(leaseTTLPath, s.serveLeaseTTL)
+	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"etcdserver":%q,"etcdcluster":%q}`, version.EtcdServerVersion, version.EtcdClusterVersion)
+	})
+	return mux
+}
+
+func (s *Server) serveMembers(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Etcd-Cluster-ID", strconv.FormatUint(s.clusterID, 16))
+	json.NewEncoder(w).Encode(s.cluster.Members())
+}
+
+// fetchCluster asks the members at peerURLs for the cluster's ID and
+// members, for a member joining an existing cluster.
+func fetchCluster(ctx context.Context, peerURLs []string) (uint64, []membership.Member, error) {
+	client := &http.Client{Timeout: 2 * time.Second}
+	var errs []error
+	for _, u := range peerURLs {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(u, "/")+"/members", nil)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		var members []membership.Member
+		err = json.NewDecoder(resp.Body).Decode(&members)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			errs = append(errs, fmt.Errorf("%s: %s %v", u, resp.Status, err))
+			continue
+		}
+		cid, err := strconv.ParseUint(resp.Header.Get("X-Etcd-Cluster-ID"), 16, 64)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: no cluster ID", u))
+			continue
+		}
+		return cid, members, nil
+	}
+	return 0, nil, fmt.Errorf("could not reach any member of the cluster: %w", errors.Join(errs...))
+}
+
+// join makes this member part of an existing cluster: the cluster's ID and
+// members come from the other members listed in --initial-cluster, and this
+// member must already have been added (cairn member add) with its peer
+// URLs.
+func (s *Server) join() error {
+	members, err := membership.ParseInitialCluster(s.cfg.InitialCluster, s.cfg.InitialClusterToken)
+	if err != nil {
+		return fmt.Errorf("%w: --initial-cluster: %v", ErrBadConfig, err)
+	}
+	var others []string
+	for _, m := range members {
+		if m.Name != s.cfg.Name {
+			others = append(others, m.PeerURLs...)
+		}
+	}
+	if len(others) == 0 {
+		return fmt.Errorf("%w: --initial-cluster-state=existing needs the other members in --initial-cluster", ErrBadConfig)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cid, existing, err := fetchCluster(ctx, others)
+	if err != nil {
+		return err
+	}
+	var self *membership.Member
+	for i := range existing {
+		if sameURLs(existing[i].PeerURLs, s.cfg.PeerURLs) {
+			self = &existing[i]
+		}
+	}
+	if self == nil {
+		return fmt.Errorf("%w: the cluster has no member with peer URLs %v; add it first (cairn member add %s --peer-urls=%s)",
+			ErrBadConfig, s.cfg.PeerURLs, s.cfg.Name, strings.Join(s.cfg.PeerURLs, ","))
+	}
+	s.id, s.clusterID = self.ID, cid
+	s.cluster = membership.New(cid)
+	b := s.db.NewBatch()
+	for _, m := range existing {
+		if err := s.cluster.Add(b, m); err != nil {
+			b.Close()
+			return err
+		}
+	}
+	storage.PutUint64(b, storage.MetaMemberID, s.id)
+	storage.PutUint64(b, storage.MetaClusterID, s.clusterID)
+	if err := s.db.Commit(b, true); err != nil {
+		return err
+	}
+	s.lg.Info("joining an existing cluster", "member-id", hexID(s.id), "cluster-id", hexID(s.clusterID))
+	return nil
+}
+
+// Member changes. One at a time per member, so that a second change is
+// refused at once rather than dropped by raft after a timeout.
+
+// MemberAdd adds a member (a learner if isLearner) and returns it with the
+// new member list.
+func (s *Server) MemberAdd(ctx context.Context, peerURLs []string, isLearner bool) (membership.Member, []membership.Member, error) {
+	s.confMu.Lock()
+	defer s.confMu.Unlock()
+	for _, u := range peerURLs {
+		if err := membership.ValidateURL(u); err != nil {
+			return membership.Member{}, nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		}
+	}
+	now := time.Now()
+	m := membership.Member{ID: membership.MemberID(peerURLs, "", &now), PeerURLs: peerURLs, IsLearner: isLearner}
+	if err := s.cluster.CheckAdd(m); err != nil {
+		return m, nil, err
+	}
+	members := s.cluster.Members()
+	if isLearner {
+		n := 0
+		for _, x := range members {
+			if x.IsLearner {
+				n++
+			}
+		}
+		if n >= maxLearners {
+			return m, nil, membership.ErrTooManyLearners
+		}
+	} else if !s.enoughStartedAfterAdd(members) {
+		return m, nil, ErrNotEnoughStartedMembers
+	}
+	typ := raftpb.ConfChangeAddNode
+	if isLearner {
+		typ = raftpb.ConfChangeAddLearnerNode
+	}
+	if err := s.proposeConfChange(ctx, typ, m); err != nil {
+		return m, nil, err
+	}
+	return m, s.cluster.Members(), nil
+}
+
+// enoughStartedAfterAdd: adding an unstarted voter must leave a quorum of
+// started voters (etcd's strict reconfiguration check).
+func (s *Server) enoughStartedAfterAdd(members []membership.Member) bool {
+	voters, started := 1, 0 // the new member counts as an unstarted voter
+	for _, m := range members {
+		if m.IsLearner {
+			continue
+		}
+		voters++
+		if m.Name != "" {
+			started++
+		}
+	}
+	return started >= voters/2+1
+}
+
+// MemberRemove removes a member.
+func (s *Server) MemberRemove(ctx context.Context, id uint64) ([]membership.Member, error) {
+	s.confMu.Lock()
+	defer s.confMu.Unlock()
+	m, ok := s.cluster.Member(id)
+	if !ok {
+		if s.cluster.IsRemoved(id) {
+			return nil, membership.ErrIDRemoved
+		}
+		return nil, membership.ErrIDNotFound
+	}
+	if !m.IsLearner && !s.quorumActiveAfterRemove(id) {
+		return nil, ErrNotEnoughStartedMembers
+	}
+	if err := s.proposeConfChange(ctx, raftpb.ConfChangeRemoveNode, m); err != nil {
+		return nil, err
+	}
+	return s.cluster.Members(), nil
+}
+
+// quorumActiveAfterRemove: the voters left after removing id must include
+// a quorum this member can reach (itself, and peers whose stream is up).
+func (s *Server) quorumActiveAfterRemove(id uint64) bool {
+	voters, active := 0, 0
+	for _, m := range s.cluster.Members() {
+		if m.ID == id || m.IsLearner {
+			continue
+		}
+		voters++
+		if m.ID == s.id || (s.transport != nil && !s.transport.ActiveSince(m.ID).IsZero()) {
+			active++
+		}
+	}
+	return voters == 0 || active >= voters/2+1
+}
+
+// MemberUpdate changes a member's peer URLs.
+func (s *Server) MemberUpdate(ctx context.Context, id uint64, peerURLs []string) ([]membership.Member, error) {
+	s.confMu.Lock()
+	defer s.confMu.Unlock()
+	for _, u := range peerURLs {
+		if err := membership.ValidateURL(u); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		}
+	}
+	m, ok := s.cluster.Member(id)
+	if !ok {
+		if s.cluster.IsRemoved(id) {
+			return nil, membership.ErrIDRemoved
+		}
+		return nil, membership.ErrIDNotFound
+	}
+	m.PeerURLs = peerURLs
+	if err := s.cluster.CheckPeerURLs(id, peerURLs); err != nil {
+		return nil, err
+	}
+	if err := s.proposeConfChange(ctx, raftpb.ConfChangeUpdateNode, m); err != nil {
+		return nil, err
+	}
+	return s.cluster.Members(), nil
+}
+
+// MemberPromote turns a learner that has caught up into a voter. Only the
+// leader knows how far the learner is, so a follower forwards the request.
+func (s *Server) MemberPromote(ctx context.Context, id uint64) ([]membership.Member, error) {
+	if !s.IsLeader() {
+		return s.forwardPromote(ctx, id)
+	}
+	s.confMu.Lock()
+	defer s.confMu.Unlock()
+	m, ok := s.cluster.Member(id)
+	if !ok {
+		if s.cluster.IsRemoved(id) {
+			return nil, membership.ErrIDRemoved
+		}
+		return nil, membership.ErrIDNotFound
+	}
+	if !m.IsLearner {
+		return nil, membership.ErrNotLearner
+	}
+	if !s.learnerReady(id) {
+		return nil, ErrLearnerNotReady
+	}
+	m.IsLearner = false
+	if err := s.proposeConfChange(ctx, raftpb.ConfChangeAddNode, m); err != nil {
+		return nil, err
+	}
+	return s.cluster.Members(), nil
+}
+
+// learnerReady: the learner's log reaches at least 90% of the leader's, as
+// etcd requires before promotion.
+func (s *Server) learnerReady(id uint64) bool {
+	st := s.node.Status()
+	pr, ok := st.Progress[id]
+	if !ok {
+		return false
+	}
+	leader := st.Progress[s.id]
+	return float64(pr.Match) >= float64(leader.Match)*0.9
+}
+
+// proposeConfChange replicates a membership change and waits until this
+// member has applied it.
+func (s *Server) proposeConfChange(ctx context.Context, typ raftpb.ConfChangeType, m membership.Member) error {
+	if s.Leader() == 0 {
+		return ErrNoLeader
+	}
+	data, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	id := s.reqIDs.next()
+	cc := raftpb.ConfChange{ID: id, Type: typ, NodeID: m.ID, Context: data}
+	ch := s.w.register(id)
+	s.node.ProposeConfChange(id, cc)
+	timer := time.NewTimer(s.cfg.ReqTimeout())
+	defer timer.Stop()
+	select {
+	case res := <-ch:
+		return res.err
+	case <-ctx.Done():
+		s.w.forget(id)
+		return ctx.Err()
+	case <-timer.C:
+		s.w.forget(id)
+		return ErrTimeout
+	case <-s.stopping:
+		return ErrStopped
+	}
+}
+
+// MoveLeader hands leadership to member target. Only the leader can.
+func (s *Server) MoveLeader(ctx context.Context, target uint64) error {
+	if !s.IsLeader() {
+		return ErrNotLeader
+	}
+	m, ok := s.cluster.Member(target)
+	if !ok || m.IsLearner {
+		return ErrBadLeaderTransferee
+	}
+	if target == s.id {
+		return nil
+	}
+	s.node.TransferLeadership(target)
+	deadline := time.NewTimer(s.cfg.ReqTimeout())
+	defer deadline.Stop()
+	tick := time.NewTicker(s.cfg.TickInterval)
+	defer tick.Stop()
+	for {
+		if s.Leader() == target {
+			return nil
+		}
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			return ErrLeaderTransferTimeout
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.stopping:
+			return ErrStopped
+		}
+	}
+}
+
+// onPeerRemoved is called when a peer says this member was removed.
+func (s *Server) onRemoved() {
+	s.lg.Warn("this member has been permanently removed from the cluster; stopping")
+	s.fail(ErrRemoved)
+}
+
+// dropOwnSnapshotFiles removes received snapshots already installed.
+func (s *Server) dropOldSnapshotFiles() {
+	entries, err := os.ReadDir(s.snapDir())
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		var idx uint64
+		if _, err := fmt.Sscanf(e.Name(), "%016x.snap", &idx); err == nil && idx <= s.appliedIndex.Load() {
+			os.Remove(filepath.Join(s.snapDir(), e.Name()))
+		} else if strings.HasPrefix(e.Name(), "receiving-") {
+			os.Remove(filepath.Join(s.snapDir(), e.Name()))
+		}
+	}
+}

@@ -1,0 +1,252 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/cairn-io/cairn/internal/lease"
+	"github.com/cairn-io/cairn/internal/membership"
+)
+
+// Requests only the leader can answer (lease renewals and time-to-live,
+// learner promotion) are forwarded to it over the peer port when they reach
+// a follower, as etcd does.
+
+const (
+	leaseRenewPath = "/leases/renew"
+	leaseTTLPath   = "/leases/ttl"
+)
+
+var peerClient = &http.Client{Timeout: 5 * time.Second}
+
+// leaderPeerURLs returns the leader's peer URLs, waiting a little for a
+// leader to be known.
+func (s *Server) leaderPeerURLs(ctx context.Context) ([]string, error) {
+	for {
+		if lead := s.Leader(); lead != 0 {
+			if m, ok := s.cluster.Member(lead); ok {
+				return m.PeerURLs, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ErrNoLeader
+		case <-s.stopping:
+			return nil, ErrStopped
+		case <-time.After(s.cfg.TickInterval):
+		}
+	}
+}
+
+// forward POSTs body to path on the leader and returns the answer.
+func (s *Server) forward(ctx context.Context, path string, body []byte) (int, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReqTimeout())
+	defer cancel()
+	var lastErr error
+	for ctx.Err() == nil {
+		urls, err := s.leaderPeerURLs(ctx)
+		if err != nil {
+			return 0, nil, err
+		}
+		for _, u := range urls {
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(u, "/")+path, bytes.NewReader(body))
+			if err != nil {
+				return 0, nil, err
+			}
+			resp, err := peerClient.Do(req)
+			if err != nil {
+				lastErr = err
+				continue
+			}
+			out, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+			resp.Body.Close()
+			if err != nil {
+				lastErr = err
+				continue
+			}
+			if resp.StatusCode == http.StatusServiceUnavailable {
+				// That member is no longer the leader; look again.
+				lastErr = errors.New(strings.TrimSpace(string(out)))
+				continue
+			}
+			return resp.StatusCode, out, nil
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if lastErr != nil {
+		s.lg.Debug("forwarding to the leader failed", "path", path, "err", lastErr)
+	}
+	return 0, nil, ErrTimeout
+}
+
+func (s *Server) forwardLeaseRenew(ctx context.Context, id int64) (int64, error) {
+	body, _ := (&pb.LeaseKeepAliveRequest{ID: id}).Marshal()
+	code, out, err := s.forward(ctx, leaseRenewPath, body)
+	if err != nil {
+		return -1, err
+	}
+	if code == http.StatusNotFound {
+		return 0, nil
+	}
+	if code != http.StatusOK {
+		return -1, fmt.Errorf("renewing lease %x on the leader: %s", id, strings.TrimSpace(string(out)))
+	}
+	var resp pb.LeaseKeepAliveResponse
+	if err := resp.Unmarshal(out); err != nil {
+		return -1, err
+	}
+	return resp.TTL, nil
+}
+
+func (s *Server) forwardLeaseTTL(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	body, _ := r.Marshal()
+	code, out, err := s.forward(ctx, leaseTTLPath, body)
+	if err != nil {
+		return nil, err
+	}
+	if code == http.StatusNotFound {
+		return nil, lease.ErrNotFound
+	}
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("lease time-to-live on the leader: %s", strings.TrimSpace(string(out)))
+	}
+	var resp pb.LeaseTimeToLiveResponse
+	if err := resp.Unmarshal(out); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func readProto(w http.ResponseWriter, r *http.Request, m interface{ Unmarshal([]byte) error }) bool {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
+		return false
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err == nil {
+		err = m.Unmarshal(body)
+	}
+	if err != nil {
+		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
+		return false
+	}
+	return true
+}
+
+func (s *Server) serveLeaseRenew(w http.ResponseWriter, r *http.Request) {
+	var req pb.LeaseKeepAliveRequest
+	if !readProto(w, r, &req) {
+		return
+	}
+	if !s.IsLeader() {
+		http.Error(w, ErrNotLeader.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	ttl, err := s.LeaseRenew(r.Context(), req.ID)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	if ttl == 0 {
+		http.Error(w, lease.ErrNotFound.Error(), http.StatusNotFound)
+		return
+	}
+	out, _ := (&pb.LeaseKeepAliveResponse{ID: req.ID, TTL: ttl}).Marshal()
+	w.Write(out)
+}
+
+func (s *Server) serveLeaseTTL(w http.ResponseWriter, r *http.Request) {
+	var req pb.LeaseTimeToLiveRequest
+	if !readProto(w, r, &req) {
+		return
+	}
+	if !s.IsLeader() {
+		http.Error(w, ErrNotLeader.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	resp, err := s.LeaseTimeToLive(r.Context(), &req)
+	switch {
+	case errors.Is(err, lease.ErrNotFound):
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	out, _ := resp.Marshal()
+	w.Write(out)
+}
+
+// promoteErrors maps promotion failures to HTTP statuses and back.
+var promoteErrors = []struct {
+	err  error
+	code int
+}{
+	{membership.ErrIDNotFound, http.StatusNotFound},
+	{membership.ErrIDRemoved, http.StatusGone},
+	{membership.ErrNotLearner, http.StatusConflict},
+	{ErrLearnerNotReady, http.StatusPreconditionFailed},
+}
+
+func (s *Server) servePromote(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	id, err := strconv.ParseUint(strings.TrimPrefix(r.URL.Path, "/members/promote/"), 16, 64)
+	if err != nil {
+		http.Error(w, "bad member ID", http.StatusBadRequest)
+		return
+	}
+	if !s.IsLeader() {
+		http.Error(w, ErrNotLeader.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	members, err := s.MemberPromote(r.Context(), id)
+	if err != nil {
+		for _, pe := range promoteErrors {
+			if errors.Is(err, pe.err) {
+				http.Error(w, err.Error(), pe.code)
+				return
+			}
+		}
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	json.NewEncoder(w).Encode(members)
+}
+
+func (s *Server) forwardPromote(ctx context.Context, id uint64) ([]membership.Member, error) {
+	code, out, err := s.forward(ctx, "/members/promote/"+strconv.FormatUint(id, 16), nil)
+	if err != nil {
+		return nil, err
+	}
+	if code == http.StatusOK {
+		var members []membership.Member
+		if err := json.Unmarshal(out, &members); err != nil {
+			return nil, err
+		}
+		return members, nil
+	}
+	for _, pe := range promoteErrors {
+		if code == pe.code {
+			return nil, pe.err
+		}
+	}
+	return nil, fmt.Errorf("promoting member %x on the leader: %s", id, strings.TrimSpace(string(out)))
+}

@@ -1,0 +1,350 @@
+// Package transport carries raft messages between members over the peer
+// port. Each peer has one long-lived HTTP stream per direction: the sender
+// writes length-prefixed messages into a request body for as long as the
+// connection lives, batching whatever raft produced since the last write
+// into one flush. Sending never blocks the raft loop: a peer's queue is
+// bounded, and when it is full or the peer is down, messages are dropped and
+// raft is told the peer is unreachable (raft retries on its own schedule).
+// Reconnects back off up to a second. Snapshots travel on their own request,
+// streamed, so a large snapshot never holds up heartbeats.
+//
+// Every request carries the cluster ID and the sender's member ID: a member
+// of another cluster is refused (412) and a removed member is told it was
+// removed (410), so members of different clusters never mix.
+package transport
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// HTTP paths and headers of the peer protocol.
+const (
+	StreamPath    = "/raft/stream"
+	SnapshotPath  = "/raft/snapshot"
+	HeaderCluster = "X-Cairn-Cluster-ID"
+	HeaderFrom    = "X-Cairn-From"
+	HeaderTo      = "X-Cairn-To"
+)
+
+// Sentinel errors.
+var (
+	// ErrClusterMismatch: the peer belongs to another cluster.
+	ErrClusterMismatch = errors.New("transport: cluster ID mismatch")
+	// ErrMemberRemoved: the sender was removed from the cluster.
+	ErrMemberRemoved = errors.New("transport: the member has been permanently removed from the cluster")
+	// ErrFrameTooLarge: a frame exceeds MaxFrameBytes.
+	ErrFrameTooLarge = errors.New("transport: frame too large")
+)
+
+// MaxFrameBytes bounds one raft message on a stream.
+const MaxFrameBytes = 64 << 20
+
+// Raft is the local raft node messages are delivered to.
+type Raft interface {
+	Step(m raftpb.Message)
+	ReportUnreachable(id uint64)
+	ReportSnapshot(id uint64, status raft.SnapshotStatus)
+}
+
+// Snapshots opens outgoing snapshots and stores incoming ones.
+type Snapshots interface {
+	// OpenSnapshot returns the snapshot message to send in place of m
+	// (its metadata describing the state actually sent) and the state.
+	OpenSnapshot(m raftpb.Message) (raftpb.Message, io.ReadCloser, error)
+	// ReceiveSnapshot stores the state of snapshot message m read from r,
+	// verified, where the apply loop will install it from.
+	ReceiveSnapshot(m raftpb.Message, r io.Reader) error
+}
+
+// Config configures a Transport.
+type Config struct {
+	ClusterID uint64
+	MemberID  uint64
+	Raft      Raft
+	Snapshots Snapshots
+	// IsRemoved reports whether a member ID was removed from the cluster.
+	IsRemoved func(id uint64) bool
+	// OnRemoved is called when a peer says this member was removed.
+	OnRemoved func()
+	// Client makes the peer requests. Default: a client with a 1s dial
+	// timeout and no overall timeout (streams are long-lived).
+	Client *http.Client
+	// QueueLength bounds each peer's queue of unsent messages. Default 4096.
+	QueueLength int
+	Logger      *slog.Logger
+}
+
+// Transport is the member's peer messaging.
+type Transport struct {
+	cfg Config
+	lg  *slog.Logger
+
+	mu    sync.RWMutex
+	peers map[uint64]*peer
+	done  chan struct{}
+	wg    sync.WaitGroup
+}
+
+// New returns a transport with no peers.
+func New(cfg Config) *Transport {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.QueueLength <= 0 {
+		cfg.QueueLength = 4096
+	}
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{Transport: &http.Transport{
+			Proxy:               nil,
+			MaxIdleConnsPerHost: 4,
+			IdleConnTimeout:     time.Minute,
+			DialContext:         dialer(time.Second),
+		}}
+	}
+	if cfg.IsRemoved == nil {
+		cfg.IsRemoved = func(uint64) bool { return false }
+	}
+	if cfg.OnRemoved == nil {
+		cfg.OnRemoved = func() {}
+	}
+	return &Transport{cfg: cfg, lg: cfg.Logger.With("component", "transport"), peers: map[uint64]*peer{}, done: make(chan struct{})}
+}
+
+// SetRaft sets the node messages are delivered to (the node is created
+// after the transport it sends through).
+func (t *Transport) SetRaft(r Raft) { t.cfg.Raft = r }
+
+// Send queues messages for their peers. It never blocks.
+func (t *Transport) Send(msgs []raftpb.Message) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for i := range msgs {
+		m := msgs[i]
+		p := t.peers[m.To]
+		if p == nil {
+			continue
+		}
+		if m.Type == raftpb.MsgSnap {
+			select {
+			case p.snapc <- m:
+			default:
+				t.cfg.Raft.ReportSnapshot(m.To, raft.SnapshotFailure)
+			}
+			continue
+		}
+		select {
+		case p.msgc <- m:
+		default:
+			metricDropped.Inc()
+			t.cfg.Raft.ReportUnreachable(m.To)
+		}
+	}
+}
+
+// AddPeer starts sending to member id at urls (or updates its URLs).
+func (t *Transport) AddPeer(id uint64, urls []string) {
+	if id == t.cfg.MemberID {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p := t.peers[id]; p != nil {
+		p.setURLs(urls)
+		return
+	}
+	select {
+	case <-t.done:
+		return
+	default:
+	}
+	p := newPeer(t, id, urls)
+	t.peers[id] = p
+	t.wg.Add(2)
+	go p.streamLoop()
+	go p.snapshotLoop()
+}
+
+// RemovePeer stops sending to member id.
+func (t *Transport) RemovePeer(id uint64) {
+	t.mu.Lock()
+	p := t.peers[id]
+	delete(t.peers, id)
+	t.mu.Unlock()
+	if p != nil {
+		p.stop()
+	}
+}
+
+// Peers returns the IDs of the peers sent to.
+func (t *Transport) Peers() []uint64 {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := make([]uint64, 0, len(t.peers))
+	for id := range t.peers {
+		out = append(out, id)
+	}
+	return out
+}
+
+// ActiveSince returns when the stream to member id last connected, or the
+// zero time if it is not connected now.
+func (t *Transport) ActiveSince(id uint64) time.Time {
+	t.mu.RLock()
+	p := t.peers[id]
+	t.mu.RUnlock()
+	if p == nil {
+		return time.Time{}
+	}
+	return p.activeSince()
+}
+
+// Stop stops every peer.
+func (t *Transport) Stop() {
+	t.mu.Lock()
+	select {
+	case <-t.done:
+		t.mu.Unlock()
+		return
+	default:
+	}
+	close(t.done)
+	peers := t.peers
+	t.peers = map[uint64]*peer{}
+	t.mu.Unlock()
+	for _, p := range peers {
+		p.stop()
+	}
+	t.wg.Wait()
+}
+
+// WriteFrame writes one length-prefixed message.
+func WriteFrame(w io.Writer, m *raftpb.Message) error {
+	n := m.Size()
+	buf := make([]byte, 4+n)
+	binary.BigEndian.PutUint32(buf, uint32(n))
+	if _, err := m.MarshalTo(buf[4:]); err != nil {
+		return fmt.Errorf("transport: marshal: %w", err)
+	}
+	_, err := w.Write(buf)
+	return err
+}
+
+// ReadFrame reads one length-prefixed message.
+func ReadFrame(r io.Reader) (raftpb.Message, error) {
+	var m raftpb.Message
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return m, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n > MaxFrameBytes {
+		return m, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, n)
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return m, err
+	}
+	if err := m.Unmarshal(buf); err != nil {
+		return m, fmt.Errorf("transport: decode message: %w", err)
+	}
+	return m, nil
+}
+
+// Handler serves the peer protocol's raft endpoints.
+func (t *Transport) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc(StreamPath, t.serveStream)
+	mux.HandleFunc(SnapshotPath, t.serveSnapshot)
+	return mux
+}
+
+// checkRequest validates a peer request's cluster and sender, answering it
+// when they are wrong.
+func (t *Transport) checkRequest(w http.ResponseWriter, r *http.Request) (uint64, bool) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
+		return 0, false
+	}
+	cid, err := strconv.ParseUint(r.Header.Get(HeaderCluster), 16, 64)
+	if err != nil || cid != t.cfg.ClusterID {
+		w.Header().Set(HeaderCluster, strconv.FormatUint(t.cfg.ClusterID, 16))
+		http.Error(w, fmt.Sprintf("cluster ID mismatch: this member is in cluster %x, the request came from %q",
+			t.cfg.ClusterID, r.Header.Get(HeaderCluster)), http.StatusPreconditionFailed)
+		return 0, false
+	}
+	from, err := strconv.ParseUint(r.Header.Get(HeaderFrom), 16, 64)
+	if err != nil {
+		http.Error(w, "bad "+HeaderFrom, http.StatusBadRequest)
+		return 0, false
+	}
+	if t.cfg.IsRemoved(from) {
+		http.Error(w, ErrMemberRemoved.Error(), http.StatusGone)
+		return 0, false
+	}
+	if to := r.Header.Get(HeaderTo); to != "" && to != strconv.FormatUint(t.cfg.MemberID, 16) {
+		http.Error(w, fmt.Sprintf("this is member %x, not %s", t.cfg.MemberID, to), http.StatusPreconditionFailed)
+		return 0, false
+	}
+	return from, true
+}
+
+func (t *Transport) serveStream(w http.ResponseWriter, r *http.Request) {
+	from, ok := t.checkRequest(w, r)
+	if !ok {
+		return
+	}
+	br := bufio.NewReaderSize(r.Body, 64<<10)
+	for {
+		m, err := ReadFrame(br)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, context.Canceled) {
+				t.lg.Debug("peer stream ended", "from", fmt.Sprintf("%x", from), "err", err)
+			}
+			return
+		}
+		if m.From != from {
+			t.lg.Warn("dropping a message whose sender does not match its stream", "stream-from", fmt.Sprintf("%x", from), "message-from", fmt.Sprintf("%x", m.From))
+			continue
+		}
+		metricReceived.Inc()
+		t.cfg.Raft.Step(m)
+	}
+}
+
+func (t *Transport) serveSnapshot(w http.ResponseWriter, r *http.Request) {
+	from, ok := t.checkRequest(w, r)
+	if !ok {
+		return
+	}
+	br := bufio.NewReaderSize(r.Body, 256<<10)
+	m, err := ReadFrame(br)
+	if err != nil || m.Type != raftpb.MsgSnap || m.From != from {
+		http.Error(w, fmt.Sprintf("bad snapshot message: %v", err), http.StatusBadRequest)
+		return
+	}
+	if err := t.cfg.Snapshots.ReceiveSnapshot(m, br); err != nil {
+		t.lg.Warn("receiving a snapshot", "from", fmt.Sprintf("%x", from), "index", m.Snapshot.Metadata.Index, "err", err)
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	t.lg.Info("received a snapshot", "from", fmt.Sprintf("%x", from), "index", m.Snapshot.Metadata.Index)
+	t.cfg.Raft.Step(m)
+	w.WriteHeader(http.StatusNoContent)
+}
