@@ -243,7 +243,7 @@ type Server struct {
 	confState    raftpb.ConfState
 	// removedSelf: the apply loop applied this member's removal.
 	removedSelf bool
-	applyNotify  atomic.Pointer[chan struct{}]
+	applyNotify atomic.Pointer[chan struct{}]
 
 	// Linearizable reads.
 	readMu     sync.Mutex
@@ -475,7 +475,6 @@ func sameURLs(a, b []string) bool {
 	}
 	return true
 }
-
 
 // Stop stops the member: raft first (no new commits), then the apply loop,
 // then storage.
