@@ -233,6 +233,7 @@ func (f *serveFlags) config(fs *pflag.FlagSet) (embed.Config, error) {
 		return cfg, fmt.Errorf("invalid value %q for flag --log-format: must be json or console", f.logFormat)
 	}
 	cfg.Logger = slog.New(h)
+	m.Logger = cfg.Logger
 	cfg.EnablePprof = f.enablePprof
 	if err := m.Validate(); err != nil {
 		return cfg, err
