@@ -62,6 +62,10 @@ type Config struct {
 	// durably; raft re-delivers committed entries after it.
 	Applied uint64
 
+	// Ticks, if set, drives raft's clock instead of a ticker every
+	// TickInterval: one tick per value received. Tests use it to step time
+	// by hand.
+	Ticks <-chan time.Time
 	// TickInterval is the duration of one raft tick (etcd's
 	// --heartbeat-interval). Default 100ms.
 	TickInterval time.Duration
@@ -338,8 +342,12 @@ func (n *Node) Err() error { return n.err }
 func (n *Node) run() {
 	defer close(n.donec)
 	defer close(n.applyc)
-	ticker := time.NewTicker(n.cfg.TickInterval)
-	defer ticker.Stop()
+	ticks := n.cfg.Ticks
+	if ticks == nil {
+		ticker := time.NewTicker(n.cfg.TickInterval)
+		defer ticker.Stop()
+		ticks = ticker.C
+	}
 
 	// A member that is the only voter need not wait an election timeout:
 	// it campaigns as soon as the configuration it starts from is applied
@@ -358,7 +366,7 @@ func (n *Node) run() {
 		select {
 		case <-n.stopc:
 			return
-		case <-ticker.C:
+		case <-ticks:
 			n.rn.Tick()
 		case <-n.wake:
 		}
