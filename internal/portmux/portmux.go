@@ -104,13 +104,15 @@ func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // vlistener is a net.Listener fed by the mux.
 type vlistener struct {
-	addr  net.Addr
-	conns chan net.Conn
-	done  chan struct{}
+	addr      net.Addr
+	conns     chan net.Conn
+	done      chan struct{} // closed with the mux
+	closed    chan struct{} // closed by Close
+	closeOnce sync.Once
 }
 
 func newVListener(addr net.Addr, done chan struct{}) *vlistener {
-	return &vlistener{addr: addr, conns: make(chan net.Conn), done: done}
+	return &vlistener{addr: addr, conns: make(chan net.Conn), done: done, closed: make(chan struct{})}
 }
 
 func (l *vlistener) deliver(c net.Conn) bool {
@@ -118,6 +120,8 @@ func (l *vlistener) deliver(c net.Conn) bool {
 	case l.conns <- c:
 		return true
 	case <-l.done:
+		return false
+	case <-l.closed:
 		return false
 	}
 }
@@ -128,10 +132,17 @@ func (l *vlistener) Accept() (net.Conn, error) {
 		return c, nil
 	case <-l.done:
 		return nil, net.ErrClosed
+	case <-l.closed:
+		return nil, net.ErrClosed
 	}
 }
 
-// Close is a no-op: the mux owns the port. Servers call it on shutdown.
-func (l *vlistener) Close() error { return nil }
+// Close ends Accept, as servers expect when they shut down (gRPC's Stop
+// waits for it), and makes the mux close this protocol's connections from
+// then on. The port stays open for the other protocol: the mux owns it.
+func (l *vlistener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return nil
+}
 
 func (l *vlistener) Addr() net.Addr { return l.addr }
