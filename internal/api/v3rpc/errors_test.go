@@ -11,59 +11,16 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/cairn-io/cairn/internal/lease"
 	"github.com/cairn-io/cairn/internal/membership"
 	"github.com/cairn-io/cairn/internal/mvcc"
 	"github.com/cairn-io/cairn/internal/server"
 )
 
-// clientErrors maps each gRPC error a member may send to the typed error
-// clientv3 makes of it (rpctypes.Error looks the message up).
-var clientErrors = map[error]error{
-	rpctypes.ErrGRPCEmptyKey:                   rpctypes.ErrEmptyKey,
-	rpctypes.ErrGRPCKeyNotFound:                rpctypes.ErrKeyNotFound,
-	rpctypes.ErrGRPCValueProvided:              rpctypes.ErrValueProvided,
-	rpctypes.ErrGRPCLeaseProvided:              rpctypes.ErrLeaseProvided,
-	rpctypes.ErrGRPCTooManyOps:                 rpctypes.ErrTooManyOps,
-	rpctypes.ErrGRPCDuplicateKey:               rpctypes.ErrDuplicateKey,
-	rpctypes.ErrGRPCInvalidSortOption:          rpctypes.ErrInvalidSortOption,
-	rpctypes.ErrGRPCCompacted:                  rpctypes.ErrCompacted,
-	rpctypes.ErrGRPCFutureRev:                  rpctypes.ErrFutureRev,
-	rpctypes.ErrGRPCNoSpace:                    rpctypes.ErrNoSpace,
-	rpctypes.ErrGRPCLeaseNotFound:              rpctypes.ErrLeaseNotFound,
-	rpctypes.ErrGRPCLeaseExist:                 rpctypes.ErrLeaseExist,
-	rpctypes.ErrGRPCLeaseTTLTooLarge:           rpctypes.ErrLeaseTTLTooLarge,
-	rpctypes.ErrGRPCMemberExist:                rpctypes.ErrMemberExist,
-	rpctypes.ErrGRPCPeerURLExist:               rpctypes.ErrPeerURLExist,
-	rpctypes.ErrGRPCMemberNotEnoughStarted:     rpctypes.ErrMemberNotEnoughStarted,
-	rpctypes.ErrGRPCMemberBadURLs:              rpctypes.ErrMemberBadURLs,
-	rpctypes.ErrGRPCMemberNotFound:             rpctypes.ErrMemberNotFound,
-	rpctypes.ErrGRPCMemberNotLearner:           rpctypes.ErrMemberNotLearner,
-	rpctypes.ErrGRPCLearnerNotReady:            rpctypes.ErrMemberLearnerNotReady,
-	rpctypes.ErrGRPCTooManyLearners:            rpctypes.ErrTooManyLearners,
-	rpctypes.ErrGRPCClusterIDMismatch:          rpctypes.ErrClusterIDMismatch,
-	rpctypes.ErrGRPCRequestTooLarge:            rpctypes.ErrRequestTooLarge,
-	rpctypes.ErrGRPCRequestTooManyRequests:     rpctypes.ErrTooManyRequests,
-	rpctypes.ErrTooManyRequests:                rpctypes.ErrTooManyRequests,
-	rpctypes.ErrGRPCNoLeader:                   rpctypes.ErrNoLeader,
-	rpctypes.ErrGRPCNotLeader:                  rpctypes.ErrNotLeader,
-	rpctypes.ErrGRPCLeaderChanged:              rpctypes.ErrLeaderChanged,
-	rpctypes.ErrGRPCNotCapable:                 rpctypes.ErrNotCapable,
-	rpctypes.ErrGRPCStopped:                    rpctypes.ErrStopped,
-	rpctypes.ErrGRPCTimeout:                    rpctypes.ErrTimeout,
-	rpctypes.ErrGRPCTimeoutDueToLeaderFail:     rpctypes.ErrTimeoutDueToLeaderFail,
-	rpctypes.ErrGRPCTimeoutDueToConnectionLost: rpctypes.ErrTimeoutDueToConnectionLost,
-	rpctypes.ErrGRPCUnhealthy:                  rpctypes.ErrUnhealthy,
-	rpctypes.ErrGRPCCorrupt:                    rpctypes.ErrCorrupt,
-	rpctypes.ErrGRPCBadLeaderTransferee:        rpctypes.ErrBadLeaderTransferee,
-	rpctypes.ErrGRPCAuthNotEnabled:             rpctypes.ErrAuthNotEnabled,
-	rpctypes.ErrGRPCInvalidAuthToken:           rpctypes.ErrInvalidAuthToken,
-	rpctypes.ErrGRPCPermissionDenied:           rpctypes.ErrPermissionDenied,
-}
-
 // untypedErrors have no typed client error: clientv3 hands them on as
 // gRPC statuses. For cancellation it goes by the code and answers with its
 // own context's error; rpctypes does not register the applied-index
-// timeout's text, so clients see that status as it is (so they do with
+// timeout's text, so clients see that status as it is (as they do with
 // etcd).
 var untypedErrors = map[error]codes.Code{
 	rpctypes.ErrGRPCCanceled:                codes.Canceled,
@@ -81,23 +38,28 @@ func overTheWire(err error) error {
 	return status.FromContextError(err).Err()
 }
 
-// checkReachesClient fails unless the wire form of grpcErr comes back as
-// what clientv3 expects of it.
+// checkReachesClient fails unless grpcErr crosses the wire intact (same
+// code and text, so errors.Is still matches it, as clientv3's retry logic
+// relies on) and clientv3 turns it into its typed error.
 func checkReachesClient(t *testing.T, grpcErr error) {
 	t.Helper()
+	wire := overTheWire(grpcErr)
+	if rpctypes.ErrorDesc(wire) != rpctypes.ErrorDesc(grpcErr) || status.Code(wire) != status.Code(grpcErr) {
+		t.Errorf("%v arrives as %v", grpcErr, wire)
+	}
 	if code, ok := untypedErrors[grpcErr]; ok {
-		got := rpctypes.Error(overTheWire(grpcErr))
-		if status.Code(got) != code || rpctypes.ErrorDesc(got) != rpctypes.ErrorDesc(grpcErr) {
+		got := rpctypes.Error(wire)
+		if status.Code(got) != code || !errors.Is(wire, grpcErr) {
 			t.Errorf("%v arrives as %v, want code %v and the same text", grpcErr, got, code)
 		}
 		return
 	}
-	want, ok := clientErrors[grpcErr]
-	if !ok {
-		t.Errorf("%v: no client-side error known for it; add it to clientErrors", grpcErr)
+	want, typed := rpctypes.Error(grpcErr).(rpctypes.EtcdError)
+	if !typed {
+		t.Errorf("clientv3 does not know the text of %v, so it has no typed error for it", grpcErr)
 		return
 	}
-	if got := rpctypes.Error(overTheWire(grpcErr)); got != want {
+	if got := rpctypes.Error(wire); got != want {
 		t.Errorf("%v arrives as %#v, want %#v", grpcErr, got, want)
 	}
 }
@@ -145,6 +107,14 @@ func TestToGRPCError(t *testing.T) {
 		{server.ErrTimeoutDueToLeaderFail, rpctypes.ErrTimeoutDueToLeaderFail},
 		{server.ErrUnhealthy, rpctypes.ErrUnhealthy},
 		{server.ErrCorrupt, rpctypes.ErrCorrupt},
+		{server.ErrLearnerNotReady, rpctypes.ErrMemberLearnerNotReady},
+		{server.ErrNotEnoughStartedMembers, rpctypes.ErrMemberNotEnoughStarted},
+		{server.ErrBadLeaderTransferee, rpctypes.ErrBadLeaderTransferee},
+		{server.ErrNotSupportedForLearner, rpctypes.Error(rpctypes.ErrGRPCNotSupportedForLearner)},
+		{lease.ErrNotFound, rpctypes.ErrLeaseNotFound},
+		{lease.ErrExists, rpctypes.ErrLeaseExist},
+		{lease.ErrTTLTooLarge, rpctypes.ErrLeaseTTLTooLarge},
+		{lease.ErrNotPrimary, rpctypes.ErrNotLeader},
 		{membership.ErrIDRemoved, rpctypes.ErrMemberNotFound},
 		{membership.ErrIDNotFound, rpctypes.ErrMemberNotFound},
 		{membership.ErrIDExists, rpctypes.ErrMemberExist},
