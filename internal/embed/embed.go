@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
+	"github.com/cairn-io/cairn/internal/api/gateway"
 	"github.com/cairn-io/cairn/internal/api/httpapi"
 	"github.com/cairn-io/cairn/internal/api/v3rpc"
 	"github.com/cairn-io/cairn/internal/portmux"
@@ -54,6 +55,7 @@ type Member struct {
 	muxes      []*portmux.Mux
 	grpc       *grpc.Server
 	httpSrvs   []*http.Server
+	gateway    *gateway.Handler
 	errc       chan error
 	closeOnce  sync.Once
 	wg         sync.WaitGroup
@@ -121,6 +123,17 @@ func Start(cfg Config) (*Member, error) {
 		Logger:                m.lg,
 	})
 	mux := http.NewServeMux()
+	if len(m.clientLns) > 0 {
+		// The v3 JSON gateway calls this member's own gRPC server.
+		gwh, err := gateway.New(context.Background(), m.clientLns[0].Addr().String(),
+			int(m.Server.Config().MaxRequestBytes)+512*1024)
+		if err != nil {
+			m.Server.Stop()
+			return nil, err
+		}
+		m.gateway = gwh
+		mux.Handle("/v3/", gwh)
+	}
 	httpapi.Register(mux, httpapi.Config{
 		Member:         m.Server,
 		RequestTimeout: m.Server.Config().ReqTimeout(),
@@ -212,6 +225,9 @@ func (m *Member) Close() {
 		}
 		cancel()
 		m.closeListeners()
+		if m.gateway != nil {
+			m.gateway.Close()
+		}
 		if m.Server != nil {
 			m.Server.Stop()
 		}
