@@ -104,6 +104,7 @@ func Open(cfg Config) (*DB, error) {
 		L0StopWritesThreshold:       1000,
 		LBaseMaxBytes:               64 << 20,
 		Logger:                      pebbleLogger{logger},
+		DisableWAL:                  disableWAL,
 	}
 	for i := range opts.Levels {
 		opts.Levels[i].BlockSize = 32 << 10
