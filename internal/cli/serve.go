@@ -42,6 +42,7 @@ type serveFlags struct {
 	logLevel                 string
 	logFormat                string
 	enablePprof              bool
+	security                 securityFlags // TLS and auth (serve_security.go)
 }
 
 const (
@@ -95,6 +96,7 @@ too, so existing etcd units work. A flag on the command line wins.`,
 	fs.StringVar(&f.logLevel, "log-level", "info", "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
 	fs.StringVar(&f.logFormat, "log-format", "json", "Configures log format. Only supports json, console.")
 	fs.BoolVar(&f.enablePprof, "enable-pprof", true, "Serve runtime profiling data via HTTP at /debug/pprof on the client port.")
+	f.security.addFlags(fs)
 	return cmd
 }
 
@@ -235,6 +237,9 @@ func (f *serveFlags) config(fs *pflag.FlagSet) (embed.Config, error) {
 	cfg.Logger = slog.New(h)
 	m.Logger = cfg.Logger
 	cfg.EnablePprof = f.enablePprof
+	if err := f.security.apply(&cfg); err != nil {
+		return cfg, err
+	}
 	if err := m.Validate(); err != nil {
 		return cfg, err
 	}

@@ -144,7 +144,10 @@ func (s *Server) applyNormal(ab *applyBatch, e *raftpb.Entry) error {
 			}
 		}
 	}
-	res := s.applyRequest(ab.b, &req)
+	res, ok := s.applyAuth(ab.b, &req, e.Index)
+	if !ok {
+		res = s.applyRequest(ab.b, &req)
+	}
 	ab.done = append(ab.done, done{id: id, res: res})
 	return nil
 }

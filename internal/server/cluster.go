@@ -214,6 +214,9 @@ func (s *Server) installSnapshot(snap raftpb.Snapshot) error {
 	if err := s.cluster.Reload(s.db.Pebble()); err != nil {
 		return err
 	}
+	if err := s.authStore.Load(s.db.Pebble()); err != nil {
+		return err
+	}
 	s.syncPeers()
 	s.hub.Reset()
 	s.appliedIndex.Store(meta.Index)
@@ -279,8 +282,7 @@ func (s *Server) serveMembers(w http.ResponseWriter, r *http.Request) {
 
 // fetchCluster asks the members at peerURLs for the cluster's ID and
 // members, for a member joining an existing cluster.
-func fetchCluster(ctx context.Context, peerURLs []string) (uint64, []membership.Member, error) {
-	client := &http.Client{Timeout: 2 * time.Second}
+func fetchCluster(ctx context.Context, client *http.Client, peerURLs []string) (uint64, []membership.Member, error) {
 	var errs []error
 	for _, u := range peerURLs {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(u, "/")+"/members", nil)
@@ -330,7 +332,7 @@ func (s *Server) join() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cid, existing, err := fetchCluster(ctx, others)
+	cid, existing, err := fetchCluster(ctx, s.newPeerHTTPClient(2*time.Second), others)
 	if err != nil {
 		return err
 	}

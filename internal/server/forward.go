@@ -14,6 +14,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
+	"github.com/cairn-io/cairn/internal/auth"
 	"github.com/cairn-io/cairn/internal/lease"
 	"github.com/cairn-io/cairn/internal/membership"
 )
@@ -26,8 +27,6 @@ const (
 	leaseRenewPath = "/leases/renew"
 	leaseTTLPath   = "/leases/ttl"
 )
-
-var peerClient = &http.Client{Timeout: 5 * time.Second}
 
 // leaderPeerURLs returns the leader's peer URLs, waiting a little for a
 // leader to be known.
@@ -63,7 +62,7 @@ func (s *Server) forward(ctx context.Context, path string, body []byte) (int, []
 			if err != nil {
 				return 0, nil, err
 			}
-			resp, err := peerClient.Do(req)
+			resp, err := s.forwardClient().Do(req)
 			if err != nil {
 				lastErr = err
 				continue
@@ -156,7 +155,9 @@ func (s *Server) serveLeaseRenew(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, ErrNotLeader.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	ttl, err := s.LeaseRenew(r.Context(), req.ID)
+	// The member that forwarded the renewal checked the client's
+	// permissions.
+	ttl, err := s.LeaseRenew(auth.AsInternal(r.Context()), req.ID)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
@@ -178,7 +179,7 @@ func (s *Server) serveLeaseTTL(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, ErrNotLeader.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	resp, err := s.LeaseTimeToLive(r.Context(), &req)
+	resp, err := s.LeaseTimeToLive(auth.AsInternal(r.Context()), &req)
 	switch {
 	case errors.Is(err, lease.ErrNotFound):
 		http.Error(w, err.Error(), http.StatusNotFound)

@@ -19,7 +19,7 @@ func (s *Server) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeRespon
 		}
 	}
 	metricRange.Inc()
-	return s.kv.Range(r)
+	return s.authRange(ctx, r)
 }
 
 // Put serves a Put request.
@@ -56,7 +56,7 @@ func (s *Server) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, er
 				return nil, err
 			}
 		}
-		return s.kv.ReadTxn(r)
+		return s.authReadTxn(ctx, r)
 	}
 	if err := s.checkQuota(ctx, txnCost(r)); err != nil {
 		return nil, err
@@ -112,6 +112,9 @@ func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (result
 	}
 	id := s.reqIDs.next()
 	r.Header = &pb.RequestHeader{ID: id}
+	if err := s.stampAuth(ctx, r); err != nil {
+		return result{}, err
+	}
 	data, err := r.Marshal()
 	if err != nil {
 		return result{}, err

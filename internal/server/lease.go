@@ -7,6 +7,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
+	"github.com/cairn-io/cairn/internal/auth"
 	"github.com/cairn-io/cairn/internal/lease"
 )
 
@@ -54,6 +55,9 @@ func (s *Server) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb
 // LeaseRenew restarts a lease's TTL and returns it (0 if the lease does
 // not exist). Only the leader renews.
 func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
+	if err := s.checkLeaseRenew(ctx, id); err != nil {
+		return 0, err
+	}
 	if !s.IsLeader() {
 		return s.forwardLeaseRenew(ctx, id)
 	}
@@ -77,6 +81,21 @@ func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 // LeaseTimeToLive reports a lease's granted and remaining TTL, and its keys
 // if asked.
 func (s *Server) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	authDone, err := s.checkLeaseTimeToLive(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.leaseTimeToLive(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if err := authDone(); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+func (s *Server) leaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
 	if !s.IsLeader() {
 		return s.forwardLeaseTTL(ctx, r)
 	}
@@ -108,6 +127,9 @@ func (s *Server) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveReque
 // LeaseLeases lists the leases.
 func (s *Server) LeaseLeases(ctx context.Context, r *pb.LeaseLeasesRequest) (*pb.LeaseLeasesResponse, error) {
 	ids := s.lessor.IDs()
+	if err := s.checkLeaseLeases(ctx, ids); err != nil {
+		return nil, err
+	}
 	resp := &pb.LeaseLeasesResponse{Header: &pb.ResponseHeader{}, Leases: make([]*pb.LeaseStatus, len(ids))}
 	for i, id := range ids {
 		resp.Leases[i] = &pb.LeaseStatus{ID: id}
@@ -132,7 +154,8 @@ func (s *Server) leaseExpiryLoop() {
 		limit := int(leaseRevokeRate * leaseExpiryCheck / time.Second)
 		for _, id := range s.lessor.Expired(limit, leaseRevokeRetry) {
 			go func(id int64) {
-				ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ReqTimeout())
+				// The member revokes as root, as etcd's does.
+				ctx, cancel := context.WithTimeout(auth.AsInternal(context.Background()), s.cfg.ReqTimeout())
 				defer cancel()
 				_, err := s.LeaseRevoke(ctx, &pb.LeaseRevokeRequest{ID: id})
 				if err != nil && !errors.Is(err, lease.ErrNotFound) {

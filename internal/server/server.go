@@ -10,14 +10,17 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"math"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/cairn-io/cairn/internal/auth"
 	"github.com/cairn-io/cairn/internal/lease"
 	"github.com/cairn-io/cairn/internal/membership"
 	"github.com/cairn-io/cairn/internal/mvcc"
@@ -98,6 +101,21 @@ type Config struct {
 	// --watch-progress-notify-interval). Default 10 minutes.
 	WatchProgressNotifyInterval time.Duration
 
+	// AuthToken is --auth-token: "simple" (the default) or
+	// "jwt,pub-key=...,priv-key=...,sign-method=...[,ttl=...]".
+	AuthToken string
+	// AuthTokenTTL is how long an unused simple token lives
+	// (--auth-token-ttl). Default 300s.
+	AuthTokenTTL time.Duration
+	// BcryptCost hashes new passwords (--bcrypt-cost). Default 10.
+	BcryptCost int
+	// ClientCertAuth is --client-cert-auth: a request without a token
+	// acts as the user named by its client certificate's CN.
+	ClientCertAuth bool
+	// PeerTLS, when set, is the client TLS configuration for requests to
+	// peers (the member's peer certificate and the peer CA).
+	PeerTLS *tls.Config
+
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -135,6 +153,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.WatchProgressNotifyInterval <= 0 {
 		c.WatchProgressNotifyInterval = 10 * time.Minute
+	}
+	if c.AuthToken == "" {
+		c.AuthToken = "simple"
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -174,6 +195,9 @@ func (c *Config) validate() error {
 		c.SnapshotCatchUpEntries = c.SnapshotCount
 	}
 	if _, _, err := parseAutoCompaction(c.AutoCompactionMode, c.AutoCompactionRetention); err != nil {
+		return err
+	}
+	if err := c.validateAuth(); err != nil {
 		return err
 	}
 	if _, err := os.Stat(storage.DataPath(c.DataDir)); err == nil {
@@ -229,6 +253,11 @@ type Server struct {
 	transport *transport.Transport
 	// confMu serialises membership changes made through this member.
 	confMu sync.Mutex
+
+	// authStore holds users, roles and tokens (auth.go).
+	authStore    *auth.Store
+	peerHTTPOnce sync.Once
+	peerHTTP     *http.Client // forwarding to the leader (peertls.go)
 
 	id        uint64
 	clusterID uint64
@@ -381,6 +410,9 @@ func (s *Server) bootstrap() error {
 	if err != nil {
 		return err
 	}
+	if err := s.openAuth(); err != nil {
+		return err
+	}
 	// Leases load before the store, whose restore re-attaches keys.
 	s.lessor = lease.New(lease.Config{MinTTL: cfg.MinLeaseTTL()})
 	if err := s.lessor.Load(s.db.Pebble()); err != nil {
@@ -397,6 +429,7 @@ func (s *Server) bootstrap() error {
 		Snapshots: peerSnapshots{s},
 		IsRemoved: s.cluster.IsRemoved,
 		OnRemoved: s.onRemoved,
+		Client:    s.transportClient(),
 		Logger:    s.lg,
 	})
 	// A snapshot from the leader that raft recorded but a crash kept from
@@ -486,6 +519,7 @@ func (s *Server) Stop() {
 		s.wg.Wait()
 		s.hub.Stop()
 		s.kv.Close()
+		s.authStore.Close()
 		if err := s.db.Close(); err != nil {
 			s.lg.Warn("closing storage", "err", err)
 		}

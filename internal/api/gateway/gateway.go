@@ -14,7 +14,10 @@ import (
 	gw "go.etcd.io/etcd/api/v3/etcdserverpb/gw"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/cairn-io/cairn/internal/auth"
 )
 
 // Handler is the gateway: an http.Handler for "/v3/" and the loopback
@@ -27,15 +30,23 @@ type Handler struct {
 // New returns a gateway that calls the gRPC server at target (host:port of
 // one of the member's own client URLs). maxMsgBytes bounds the messages it
 // passes through.
-func New(ctx context.Context, target string, maxMsgBytes int) (*Handler, error) {
-	conn, err := grpc.NewClient(target,
+//
+// On a TLS port, pass grpc.WithTransportCredentials with the member's TLS
+// client configuration in opts; they replace the plain-text default.
+func New(ctx context.Context, target string, maxMsgBytes int, opts ...grpc.DialOption) (*Handler, error) {
+	conn, err := grpc.NewClient(target, append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<31-1), grpc.MaxCallSendMsgSize(maxMsgBytes)),
-	)
+	}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: dial %s: %w", target, err)
 	}
 	mux := runtime.NewServeMux(
+		// The gateway's connection carries the member's own certificate:
+		// the edge must not take a user from it.
+		runtime.WithMetadata(func(context.Context, *http.Request) metadata.MD {
+			return metadata.Pairs(auth.GatewayMetadataKey, "1")
+		}),
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{
 			Marshaler: &runtime.JSONPb{
 				MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: false},

@@ -26,6 +26,9 @@ var untypedErrors = map[error]codes.Code{
 	rpctypes.ErrGRPCCanceled:                codes.Canceled,
 	rpctypes.ErrGRPCDeadlineExceeded:        codes.DeadlineExceeded,
 	rpctypes.ErrGRPCTimeoutWaitAppliedIndex: codes.Unavailable,
+	// Nor "permission not given" (a grant without a permission, which
+	// clientv3 never sends).
+	rpctypes.ErrGRPCPermissionNotGiven: codes.InvalidArgument,
 }
 
 // overTheWire is what a client receives when a handler returns err, as

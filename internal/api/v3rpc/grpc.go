@@ -19,6 +19,7 @@ type Services interface {
 	Cluster
 	Leases
 	Watches
+	Auth
 }
 
 // Config configures the gRPC server.
@@ -63,8 +64,8 @@ func NewServer(s Services, cfg Config, opts ...grpc.ServerOption) *grpc.Server {
 		cfg.Logger = slog.Default()
 	}
 	opts = append([]grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(recoverUnary(cfg.Logger), learnerUnary(s)),
-		grpc.ChainStreamInterceptor(recoverStream(cfg.Logger), learnerStream(s)),
+		grpc.ChainUnaryInterceptor(recoverUnary(cfg.Logger), learnerUnary(s), authUnary(s)),
+		grpc.ChainStreamInterceptor(recoverStream(cfg.Logger), learnerStream(s), authStream(s)),
 		grpc.ForceServerCodecV2(Codec()),
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes + grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
@@ -83,7 +84,7 @@ func NewServer(s Services, cfg Config, opts ...grpc.ServerOption) *grpc.Server {
 	pb.RegisterClusterServer(gs, NewClusterServer(s))
 	pb.RegisterWatchServer(gs, NewWatchServer(s, WatchConfig{MaxRequestBytes: cfg.MaxRequestBytes, ProgressInterval: cfg.WatchProgressInterval}))
 	pb.RegisterLeaseServer(gs, NewLeaseServer(s))
-	pb.RegisterAuthServer(gs, &pb.UnimplementedAuthServer{})
+	pb.RegisterAuthServer(gs, NewAuthServer(s))
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	return gs

@@ -1,0 +1,782 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/cairn-io/cairn/internal/auth"
+)
+
+// Authentication and authorization, as etcd does them. Credentials (a
+// token, or the CN of a verified client certificate with --client-cert-auth)
+// come in the request context from the API edge; they are resolved to a
+// user and the auth revision they were checked at. Every request is checked
+// at the edge, and every proposed request again when it is applied, with the
+// user and auth revision recorded in its header: a permission revoked
+// between the two is enforced (ErrAuthOldRevision makes the client
+// re-authenticate and retry, and then be refused).
+
+// maxAuthenticateRetries bounds how often a login is retried because the
+// auth revision moved between the password check and the login entry.
+const maxAuthenticateRetries = 3
+
+// openAuth creates the auth store and loads it from storage.
+func (s *Server) openAuth() error {
+	opts, err := auth.ParseTokenOptions(s.cfg.AuthToken)
+	if err != nil {
+		return fmt.Errorf("%w: --auth-token: %v", ErrBadConfig, err)
+	}
+	tokens, err := auth.NewTokenProvider(opts, auth.SimpleTokenConfig{
+		TTL:       s.cfg.AuthTokenTTL,
+		WaitIndex: s.waitIndex,
+		Logger:    s.lg,
+	})
+	if err != nil {
+		return fmt.Errorf("%w: --auth-token: %v", ErrBadConfig, err)
+	}
+	if len(opts.Unknown) > 0 {
+		s.lg.Warn("unknown JWT options", "keys", opts.Unknown)
+	}
+	s.authStore = auth.New(auth.Config{Tokens: tokens, BcryptCost: s.cfg.BcryptCost, Logger: s.lg})
+	return s.authStore.Load(s.db.Pebble())
+}
+
+// waitIndex waits until the entry at index is applied (a simple token
+// names the index of its login).
+func (s *Server) waitIndex(ctx context.Context, index uint64) bool {
+	for {
+		ch := *s.applyNotify.Load()
+		if s.AppliedIndex() >= index {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		case <-s.stopping:
+			return false
+		}
+	}
+}
+
+// AuthStore returns the member's auth store.
+func (s *Server) AuthStore() *auth.Store { return s.authStore }
+
+// rootInfo is who the member's own work acts as.
+func (s *Server) rootInfo() *auth.Info {
+	return &auth.Info{Username: auth.RootUser, Revision: s.authStore.Revision()}
+}
+
+// AuthInfo resolves the credentials in ctx: nil when auth is off or the
+// request brought none; ErrInvalidAuthToken for a token the member does
+// not know (expired, or from before auth was disabled).
+func (s *Server) AuthInfo(ctx context.Context) (*auth.Info, error) {
+	if !s.authStore.IsEnabled() {
+		return nil, nil
+	}
+	if auth.IsInternal(ctx) {
+		return s.rootInfo(), nil
+	}
+	c, ok := auth.CredentialsFromContext(ctx)
+	if !ok {
+		return nil, nil
+	}
+	return c.Resolve(func() (*auth.Info, error) {
+		if c.Token != "" {
+			return s.authStore.AuthInfoFromToken(ctx, c.Token)
+		}
+		if s.cfg.ClientCertAuth && c.CommonName != "" {
+			return &auth.Info{Username: c.CommonName, Revision: s.authStore.Revision()}, nil
+		}
+		return nil, nil
+	})
+}
+
+// RequireAuthInfo fails unless the request names a user (when auth is on).
+func (s *Server) RequireAuthInfo(ctx context.Context) error {
+	if !s.authStore.IsEnabled() {
+		return nil
+	}
+	ai, err := s.AuthInfo(ctx)
+	if err != nil {
+		return err
+	}
+	if ai == nil {
+		return auth.ErrUserEmpty
+	}
+	return nil
+}
+
+// CheckAdmin fails unless the request's user has the root role (when auth
+// is on).
+func (s *Server) CheckAdmin(ctx context.Context) error {
+	if !s.authStore.IsEnabled() {
+		return nil
+	}
+	ai, err := s.AuthInfo(ctx)
+	if err != nil {
+		return err
+	}
+	return s.authStore.IsAdminPermitted(ai)
+}
+
+// CheckWatch checks read permission on a watch's range (key already
+// defaulted to "\x00").
+func (s *Server) CheckWatch(ctx context.Context, key, rangeEnd []byte) error {
+	if !s.authStore.IsEnabled() {
+		return nil
+	}
+	ai, err := s.AuthInfo(ctx)
+	if err != nil {
+		return err
+	}
+	if ai == nil {
+		ai = &auth.Info{}
+	}
+	return s.authStore.IsRangePermitted(ai, key, rangeEnd)
+}
+
+// serializedCheck runs a local read under an auth check: check before,
+// and after the read fail with ErrAuthOldRevision if the auth state moved
+// while it ran, so that a read never returns what a permission revoked
+// meanwhile would have hidden.
+func (s *Server) serializedCheck(ctx context.Context, check func(*auth.Info) error, read func() error) error {
+	if !s.authStore.IsEnabled() {
+		return read()
+	}
+	ai, err := s.AuthInfo(ctx)
+	if err != nil {
+		return err
+	}
+	if ai == nil {
+		ai = &auth.Info{}
+	}
+	if err := check(ai); err != nil {
+		return err
+	}
+	if err := read(); err != nil {
+		return err
+	}
+	if ai.Revision != 0 && ai.Revision != s.authStore.Revision() {
+		return auth.ErrAuthOldRevision
+	}
+	return nil
+}
+
+// authRange serves a Range under the auth check (the linearizable wait has
+// happened).
+func (s *Server) authRange(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	var resp *pb.RangeResponse
+	err := s.serializedCheck(ctx,
+		func(ai *auth.Info) error { return s.authStore.IsRangePermitted(ai, r.Key, r.RangeEnd) },
+		func() (err error) { resp, err = s.kv.Range(r); return err })
+	return resp, err
+}
+
+// authReadTxn serves a read-only txn under the auth check.
+func (s *Server) authReadTxn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	var resp *pb.TxnResponse
+	err := s.serializedCheck(ctx,
+		func(ai *auth.Info) error { return s.checkTxn(ai, r) },
+		func() (err error) { resp, err = s.kv.ReadTxn(r); return err })
+	return resp, err
+}
+
+// stampAuth records the request's user and auth revision in its header and
+// checks at the edge what applying will check again.
+func (s *Server) stampAuth(ctx context.Context, r *pb.InternalRaftRequest) error {
+	if r.Authenticate != nil || !s.authStore.IsEnabled() {
+		return nil
+	}
+	ai, err := s.AuthInfo(ctx)
+	if err != nil {
+		return err
+	}
+	if ai != nil {
+		r.Header.Username = ai.Username
+		r.Header.AuthRevision = ai.Revision
+	}
+	return s.checkRequest(ai, r)
+}
+
+// checkRequest is the permission check of a proposed request, the same at
+// the edge and when applying (etcd's auth applier).
+func (s *Server) checkRequest(ai *auth.Info, r *pb.InternalRaftRequest) error {
+	as := s.authStore
+	if ai == nil {
+		ai = &auth.Info{}
+	}
+	switch {
+	case needsAdmin(r):
+		return as.IsAdminPermitted(ai)
+	case r.Put != nil:
+		return s.checkPut(ai, r.Put)
+	case r.DeleteRange != nil:
+		return s.checkDelete(ai, r.DeleteRange)
+	case r.Txn != nil:
+		return s.checkTxn(ai, r.Txn)
+	case r.LeaseRevoke != nil:
+		return s.checkLeasePuts(ai, r.LeaseRevoke.ID)
+	case r.AuthUserGet != nil:
+		if err := as.IsAdminPermitted(ai); err != nil && r.AuthUserGet.Name != ai.Username {
+			return err
+		}
+	case r.AuthRoleGet != nil:
+		if err := as.IsAdminPermitted(ai); err != nil && !as.HasRole(ai.Username, r.AuthRoleGet.Role) {
+			return err
+		}
+	}
+	return nil
+}
+
+// needsAdmin lists the requests only root may make (etcd's list).
+func needsAdmin(r *pb.InternalRaftRequest) bool {
+	return r.AuthEnable != nil || r.AuthDisable != nil || r.AuthStatus != nil ||
+		r.AuthUserAdd != nil || r.AuthUserDelete != nil || r.AuthUserChangePassword != nil ||
+		r.AuthUserGrantRole != nil || r.AuthUserRevokeRole != nil || r.AuthRoleAdd != nil ||
+		r.AuthRoleGrantPermission != nil || r.AuthRoleRevokePermission != nil || r.AuthRoleDelete != nil ||
+		r.AuthUserList != nil || r.AuthRoleList != nil
+}
+
+func (s *Server) checkPut(ai *auth.Info, r *pb.PutRequest) error {
+	if err := s.authStore.IsPutPermitted(ai, r.Key); err != nil {
+		return err
+	}
+	// A lease attached to keys the user may not write cannot be revoked
+	// by the user, so the user may not attach it to more keys either.
+	if err := s.checkLeasePuts(ai, r.Lease); err != nil {
+		return err
+	}
+	if r.PrevKv {
+		return s.authStore.IsRangePermitted(ai, r.Key, nil)
+	}
+	return nil
+}
+
+func (s *Server) checkDelete(ai *auth.Info, r *pb.DeleteRangeRequest) error {
+	if err := s.authStore.IsDeleteRangePermitted(ai, r.Key, r.RangeEnd); err != nil {
+		return err
+	}
+	if r.PrevKv {
+		return s.authStore.IsRangePermitted(ai, r.Key, r.RangeEnd)
+	}
+	return nil
+}
+
+// checkTxn checks every compare and the operations of both branches, as
+// etcd does: a txn is refused if any of them would be, whichever branch
+// runs.
+func (s *Server) checkTxn(ai *auth.Info, r *pb.TxnRequest) error {
+	for _, c := range r.Compare {
+		if err := s.authStore.IsRangePermitted(ai, c.Key, c.RangeEnd); err != nil {
+			return err
+		}
+	}
+	if err := s.checkOps(ai, r.Success); err != nil {
+		return err
+	}
+	return s.checkOps(ai, r.Failure)
+}
+
+func (s *Server) checkOps(ai *auth.Info, ops []*pb.RequestOp) error {
+	for _, op := range ops {
+		switch v := op.Request.(type) {
+		case *pb.RequestOp_RequestRange:
+			if v.RequestRange == nil {
+				continue
+			}
+			if err := s.authStore.IsRangePermitted(ai, v.RequestRange.Key, v.RequestRange.RangeEnd); err != nil {
+				return err
+			}
+		case *pb.RequestOp_RequestPut:
+			if v.RequestPut == nil {
+				continue
+			}
+			if err := s.checkPut(ai, v.RequestPut); err != nil {
+				return err
+			}
+		case *pb.RequestOp_RequestDeleteRange:
+			if v.RequestDeleteRange == nil {
+				continue
+			}
+			if err := s.checkDelete(ai, v.RequestDeleteRange); err != nil {
+				return err
+			}
+		case *pb.RequestOp_RequestTxn:
+			if v.RequestTxn == nil {
+				continue
+			}
+			if err := s.checkTxn(ai, v.RequestTxn); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// leaseKeys returns the keys attached to a lease (none if there is no such
+// lease).
+func (s *Server) leaseKeys(id int64) []string {
+	if id == 0 {
+		return nil
+	}
+	info, err := s.lessor.Get(id, true)
+	if err != nil {
+		return nil
+	}
+	return info.Keys
+}
+
+// checkLeasePuts requires write permission on every key attached to the
+// lease, unless the user is root.
+func (s *Server) checkLeasePuts(ai *auth.Info, id int64) error {
+	keys := s.leaseKeys(id)
+	if len(keys) == 0 || s.authStore.IsAdminPermitted(ai) == nil {
+		return nil
+	}
+	for _, k := range keys {
+		if err := s.authStore.IsPutPermitted(ai, []byte(k)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkLeaseReads requires read permission on every key attached to the
+// given leases, unless the user is root, and names the auth revision the
+// check was made at.
+func (s *Server) checkLeaseReads(ctx context.Context, ids ...int64) (uint64, error) {
+	rev := s.authStore.Revision()
+	if !s.authStore.IsEnabled() {
+		return rev, nil
+	}
+	ai, err := s.AuthInfo(ctx)
+	if err != nil {
+		return rev, err
+	}
+	if ai == nil {
+		return rev, auth.ErrUserEmpty
+	}
+	if s.authStore.IsAdminPermitted(ai) == nil {
+		return rev, nil
+	}
+	for _, id := range ids {
+		for _, k := range s.leaseKeys(id) {
+			if err := s.authStore.IsRangePermitted(ai, []byte(k), nil); err != nil {
+				return rev, err
+			}
+		}
+	}
+	return rev, nil
+}
+
+// checkLeaseRenew is the check of a keep-alive: write permission on the
+// lease's keys, unless root.
+func (s *Server) checkLeaseRenew(ctx context.Context, id int64) error {
+	rev := s.authStore.Revision()
+	if !s.authStore.IsEnabled() {
+		return nil
+	}
+	ai, err := s.AuthInfo(ctx)
+	if err != nil {
+		return err
+	}
+	if ai == nil {
+		return auth.ErrUserEmpty
+	}
+	if err := s.checkLeasePuts(ai, id); err != nil {
+		return err
+	}
+	if rev != s.authStore.Revision() {
+		return auth.ErrAuthOldRevision
+	}
+	return nil
+}
+
+// checkLeaseTimeToLive checks a time-to-live request: a user, and read
+// permission on the keys when they are asked for. done re-checks the auth
+// revision after the answer was made.
+func (s *Server) checkLeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (done func() error, err error) {
+	done = func() error { return nil }
+	if err := s.RequireAuthInfo(ctx); err != nil {
+		return done, err
+	}
+	if !r.Keys {
+		return done, nil
+	}
+	rev, err := s.checkLeaseReads(ctx, r.ID)
+	if err != nil {
+		return done, err
+	}
+	return func() error {
+		if s.authStore.IsEnabled() && rev != s.authStore.Revision() {
+			return auth.ErrAuthOldRevision
+		}
+		return nil
+	}, nil
+}
+
+// checkLeaseLeases checks a lease list: read permission on every key
+// attached to any lease, unless root.
+func (s *Server) checkLeaseLeases(ctx context.Context, ids []int64) error {
+	rev, err := s.checkLeaseReads(ctx, ids...)
+	if err != nil {
+		return err
+	}
+	if s.authStore.IsEnabled() && rev != s.authStore.Revision() {
+		return auth.ErrAuthOldRevision
+	}
+	return nil
+}
+
+// applyAuth applies what auth adds to the apply loop: the permission check
+// of every proposed request with the user and auth revision in its header,
+// and the auth requests themselves. It reports false for a request it
+// leaves to applyRequest.
+func (s *Server) applyAuth(b *pebble.Batch, req *pb.InternalRaftRequest, index uint64) (result, bool) {
+	if s.alarms.active(pb.AlarmType_CORRUPT) {
+		return result{}, false
+	}
+	if s.authStore.IsEnabled() && req.Authenticate == nil {
+		var ai auth.Info
+		if req.Header != nil {
+			ai = auth.Info{Username: req.Header.Username, Revision: req.Header.AuthRevision}
+		}
+		if err := s.checkRequest(&ai, req); err != nil {
+			return result{err: err}, true
+		}
+	}
+	as := s.authStore
+	hdr := func() *pb.ResponseHeader { return &pb.ResponseHeader{Revision: s.kv.Rev()} }
+	switch {
+	case req.Authenticate != nil:
+		resp, err := as.ApplyAuthenticate(req.Authenticate.Name, req.Authenticate.SimpleToken, index)
+		if resp != nil {
+			resp.Header = hdr()
+		}
+		return result{resp: resp, err: err}, true
+	case req.AuthEnable != nil:
+		return authResult(as.ApplyEnable(b), &pb.AuthEnableResponse{Header: hdr()}), true
+	case req.AuthDisable != nil:
+		return authResult(as.ApplyDisable(b), &pb.AuthDisableResponse{Header: hdr()}), true
+	case req.AuthStatus != nil:
+		enabled, rev := as.Status()
+		return result{resp: &pb.AuthStatusResponse{Header: hdr(), Enabled: enabled, AuthRevision: rev}}, true
+	case req.AuthUserAdd != nil:
+		return authResult(as.ApplyUserAdd(b, req.AuthUserAdd), &pb.AuthUserAddResponse{Header: hdr()}), true
+	case req.AuthUserDelete != nil:
+		return authResult(as.ApplyUserDelete(b, req.AuthUserDelete), &pb.AuthUserDeleteResponse{Header: hdr()}), true
+	case req.AuthUserChangePassword != nil:
+		return authResult(as.ApplyUserChangePassword(b, req.AuthUserChangePassword), &pb.AuthUserChangePasswordResponse{Header: hdr()}), true
+	case req.AuthUserGrantRole != nil:
+		return authResult(as.ApplyUserGrantRole(b, req.AuthUserGrantRole), &pb.AuthUserGrantRoleResponse{Header: hdr()}), true
+	case req.AuthUserRevokeRole != nil:
+		return authResult(as.ApplyUserRevokeRole(b, req.AuthUserRevokeRole), &pb.AuthUserRevokeRoleResponse{Header: hdr()}), true
+	case req.AuthUserGet != nil:
+		roles, err := as.UserGet(req.AuthUserGet.Name)
+		return authResult(err, &pb.AuthUserGetResponse{Header: hdr(), Roles: roles}), true
+	case req.AuthUserList != nil:
+		return result{resp: &pb.AuthUserListResponse{Header: hdr(), Users: as.UserList()}}, true
+	case req.AuthRoleAdd != nil:
+		return authResult(as.ApplyRoleAdd(b, req.AuthRoleAdd), &pb.AuthRoleAddResponse{Header: hdr()}), true
+	case req.AuthRoleDelete != nil:
+		return authResult(as.ApplyRoleDelete(b, req.AuthRoleDelete), &pb.AuthRoleDeleteResponse{Header: hdr()}), true
+	case req.AuthRoleGet != nil:
+		perms, err := as.RoleGet(req.AuthRoleGet.Role)
+		return authResult(err, &pb.AuthRoleGetResponse{Header: hdr(), Perm: perms}), true
+	case req.AuthRoleList != nil:
+		return result{resp: &pb.AuthRoleListResponse{Header: hdr(), Roles: as.RoleList()}}, true
+	case req.AuthRoleGrantPermission != nil:
+		return authResult(as.ApplyRoleGrantPermission(b, req.AuthRoleGrantPermission), &pb.AuthRoleGrantPermissionResponse{Header: hdr()}), true
+	case req.AuthRoleRevokePermission != nil:
+		return authResult(as.ApplyRoleRevokePermission(b, req.AuthRoleRevokePermission), &pb.AuthRoleRevokePermissionResponse{Header: hdr()}), true
+	}
+	return result{}, false
+}
+
+func authResult(err error, resp any) result {
+	if err != nil {
+		return result{err: err}
+	}
+	return result{resp: resp}
+}
+
+// Authenticate checks a user's password and returns a token. The password
+// check (bcrypt) runs here, bounded by the store; the login entry carries
+// no password. If the auth state changed between the check and the login,
+// the check is confirmed again (without bcrypt when the user's password is
+// unchanged) and the login retried, a bounded number of times.
+func (s *Server) Authenticate(ctx context.Context, r *pb.AuthenticateRequest) (*pb.AuthenticateResponse, error) {
+	if err := s.linearizableReadNotify(ctx); err != nil {
+		return nil, err
+	}
+	defer func() { r.Password = "" }()
+	check, err := s.authStore.CheckPassword(ctx, r.Name, r.Password)
+	if err != nil {
+		if !errors.Is(err, auth.ErrAuthNotEnabled) {
+			s.lg.Warn("invalid authentication was requested", "user", r.Name, "err", err)
+		}
+		return nil, err
+	}
+	for attempt := 1; ; attempt++ {
+		prefix, err := s.authStore.GenTokenPrefix()
+		if err != nil {
+			return nil, err
+		}
+		res, err := s.proposeResult(ctx, &pb.InternalRaftRequest{
+			Authenticate: &pb.InternalAuthenticateRequest{Name: r.Name, SimpleToken: prefix},
+		})
+		if err != nil {
+			return nil, err
+		}
+		resp := res.resp.(*pb.AuthenticateResponse)
+		if check.Revision == s.authStore.Revision() {
+			token, ok, err := s.authStore.SignToken(r.Name, check.Revision)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				resp.Token = token
+			}
+			return resp, nil
+		}
+		if attempt == maxAuthenticateRetries {
+			return nil, ErrTimeout
+		}
+		s.lg.Info("revision when password checked became stale; retrying")
+		if check, err = s.authStore.Recheck(r.Name, check); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// authPropose proposes an auth request and returns its response.
+func authPropose[T any](s *Server, ctx context.Context, r *pb.InternalRaftRequest) (T, error) {
+	var zero T
+	res, err := s.proposeResult(ctx, r)
+	if err != nil {
+		return zero, err
+	}
+	return res.resp.(T), nil
+}
+
+// AuthEnable turns auth on.
+func (s *Server) AuthEnable(ctx context.Context, r *pb.AuthEnableRequest) (*pb.AuthEnableResponse, error) {
+	return authPropose[*pb.AuthEnableResponse](s, ctx, &pb.InternalRaftRequest{AuthEnable: r})
+}
+
+// AuthDisable turns auth off.
+func (s *Server) AuthDisable(ctx context.Context, r *pb.AuthDisableRequest) (*pb.AuthDisableResponse, error) {
+	return authPropose[*pb.AuthDisableResponse](s, ctx, &pb.InternalRaftRequest{AuthDisable: r})
+}
+
+// AuthStatus reports whether auth is on and the auth revision.
+func (s *Server) AuthStatus(ctx context.Context, r *pb.AuthStatusRequest) (*pb.AuthStatusResponse, error) {
+	return authPropose[*pb.AuthStatusResponse](s, ctx, &pb.InternalRaftRequest{AuthStatus: r})
+}
+
+// UserAdd adds a user; the password is hashed here, before proposing.
+func (s *Server) UserAdd(ctx context.Context, r *pb.AuthUserAddRequest) (*pb.AuthUserAddResponse, error) {
+	if r.Options == nil || !r.Options.NoPassword {
+		if err := s.CheckAdmin(ctx); err != nil {
+			// Refuse before spending bcrypt on a request that will fail.
+			return nil, err
+		}
+		h, err := s.authStore.HashPassword(ctx, r.Password)
+		if err != nil {
+			return nil, err
+		}
+		r.HashedPassword, r.Password = h, ""
+	}
+	return authPropose[*pb.AuthUserAddResponse](s, ctx, &pb.InternalRaftRequest{AuthUserAdd: r})
+}
+
+// UserDelete deletes a user.
+func (s *Server) UserDelete(ctx context.Context, r *pb.AuthUserDeleteRequest) (*pb.AuthUserDeleteResponse, error) {
+	return authPropose[*pb.AuthUserDeleteResponse](s, ctx, &pb.InternalRaftRequest{AuthUserDelete: r})
+}
+
+// UserChangePassword changes a password, hashed here before proposing.
+func (s *Server) UserChangePassword(ctx context.Context, r *pb.AuthUserChangePasswordRequest) (*pb.AuthUserChangePasswordResponse, error) {
+	if r.Password != "" {
+		if err := s.CheckAdmin(ctx); err != nil {
+			return nil, err
+		}
+		h, err := s.authStore.HashPassword(ctx, r.Password)
+		if err != nil {
+			return nil, err
+		}
+		r.HashedPassword, r.Password = h, ""
+	}
+	return authPropose[*pb.AuthUserChangePasswordResponse](s, ctx, &pb.InternalRaftRequest{AuthUserChangePassword: r})
+}
+
+// UserGrantRole grants a role to a user.
+func (s *Server) UserGrantRole(ctx context.Context, r *pb.AuthUserGrantRoleRequest) (*pb.AuthUserGrantRoleResponse, error) {
+	return authPropose[*pb.AuthUserGrantRoleResponse](s, ctx, &pb.InternalRaftRequest{AuthUserGrantRole: r})
+}
+
+// UserGet returns a user's roles.
+func (s *Server) UserGet(ctx context.Context, r *pb.AuthUserGetRequest) (*pb.AuthUserGetResponse, error) {
+	return authPropose[*pb.AuthUserGetResponse](s, ctx, &pb.InternalRaftRequest{AuthUserGet: r})
+}
+
+// UserList lists the users.
+func (s *Server) UserList(ctx context.Context, r *pb.AuthUserListRequest) (*pb.AuthUserListResponse, error) {
+	return authPropose[*pb.AuthUserListResponse](s, ctx, &pb.InternalRaftRequest{AuthUserList: r})
+}
+
+// UserRevokeRole revokes a role from a user.
+func (s *Server) UserRevokeRole(ctx context.Context, r *pb.AuthUserRevokeRoleRequest) (*pb.AuthUserRevokeRoleResponse, error) {
+	return authPropose[*pb.AuthUserRevokeRoleResponse](s, ctx, &pb.InternalRaftRequest{AuthUserRevokeRole: r})
+}
+
+// RoleAdd adds a role.
+func (s *Server) RoleAdd(ctx context.Context, r *pb.AuthRoleAddRequest) (*pb.AuthRoleAddResponse, error) {
+	return authPropose[*pb.AuthRoleAddResponse](s, ctx, &pb.InternalRaftRequest{AuthRoleAdd: r})
+}
+
+// RoleGrantPermission grants a permission to a role.
+func (s *Server) RoleGrantPermission(ctx context.Context, r *pb.AuthRoleGrantPermissionRequest) (*pb.AuthRoleGrantPermissionResponse, error) {
+	return authPropose[*pb.AuthRoleGrantPermissionResponse](s, ctx, &pb.InternalRaftRequest{AuthRoleGrantPermission: r})
+}
+
+// RoleGet returns a role's permissions.
+func (s *Server) RoleGet(ctx context.Context, r *pb.AuthRoleGetRequest) (*pb.AuthRoleGetResponse, error) {
+	return authPropose[*pb.AuthRoleGetResponse](s, ctx, &pb.InternalRaftRequest{AuthRoleGet: r})
+}
+
+// RoleList lists the roles.
+func (s *Server) RoleList(ctx context.Context, r *pb.AuthRoleListRequest) (*pb.AuthRoleListResponse, error) {
+	return authPropose[*pb.AuthRoleListResponse](s, ctx, &pb.InternalRaftRequest{AuthRoleList: r})
+}
+
+// RoleRevokePermission revokes a permission from a role.
+func (s *Server) RoleRevokePermission(ctx context.Context, r *pb.AuthRoleRevokePermissionRequest) (*pb.AuthRoleRevokePermissionResponse, error) {
+	return authPropose[*pb.AuthRoleRevokePermissionResponse](s, ctx, &pb.InternalRaftRequest{AuthRoleRevokePermission: r})
+}
+
+// RoleDelete deletes a role.
+func (s *Server) RoleDelete(ctx context.Context, r *pb.AuthRoleDeleteRequest) (*pb.AuthRoleDeleteResponse, error) {
+	return authPropose[*pb.AuthRoleDeleteResponse](s, ctx, &pb.InternalRaftRequest{AuthRoleDelete: r})
+}
+
+// V2 API access. The v2 keys API authenticates with HTTP basic auth (or,
+// with --client-cert-auth and no Authorization header, the client
+// certificate's CN) against the same users and roles. A v2 path is the v3
+// key of the same bytes: reading or writing /a/b needs read or write
+// permission on the key "/a/b"; a recursive operation on a directory also
+// needs it on every key under "/a/b/" (the prefix range). Root may do
+// anything; admin-only v2 endpoints require the root role.
+
+// V2Credentials identify a v2 request's client.
+type V2Credentials struct {
+	// BasicAuth is set when the request had an Authorization header;
+	// Username and Password are its credentials.
+	BasicAuth          bool
+	Username, Password string
+	// CommonName is the CN of the request's verified client certificate
+	// ("" if none).
+	CommonName string
+}
+
+// v2User authenticates c: the user and the auth revision. With auth off it
+// returns nil and no error.
+func (s *Server) v2User(ctx context.Context, c V2Credentials) (*auth.Info, error) {
+	if !s.authStore.IsEnabled() {
+		return nil, nil
+	}
+	if !c.BasicAuth {
+		if s.cfg.ClientCertAuth && c.CommonName != "" {
+			return &auth.Info{Username: c.CommonName, Revision: s.authStore.Revision()}, nil
+		}
+		return nil, auth.ErrUserEmpty
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	check, err := s.authStore.CheckPassword(ctx, c.Username, c.Password)
+	if err != nil {
+		return nil, err
+	}
+	return &auth.Info{Username: c.Username, Revision: check.Revision}, nil
+}
+
+// AuthorizeV2 checks a v2 keys request on path (recursive for an operation
+// on a whole directory; write for anything but GET and HEAD). It returns
+// nil when auth is off; otherwise auth.ErrUserEmpty (no credentials),
+// auth.ErrAuthFailed (wrong user or password), auth.ErrTooManyRequests
+// (too many password checks under way; retry later) or
+// auth.ErrPermissionDenied.
+func (s *Server) AuthorizeV2(ctx context.Context, c V2Credentials, path string, recursive, write bool) error {
+	ai, err := s.v2User(ctx, c)
+	if err != nil || ai == nil {
+		return err
+	}
+	check := s.authStore.IsRangePermitted
+	if write {
+		check = s.authStore.IsDeleteRangePermitted
+	}
+	if err := check(ai, []byte(path), nil); err != nil {
+		return v2Denied(err)
+	}
+	if recursive {
+		dir := path
+		if len(dir) == 0 || dir[len(dir)-1] != '/' {
+			dir += "/"
+		}
+		if err := check(ai, []byte(dir), prefixEnd([]byte(dir))); err != nil {
+			return v2Denied(err)
+		}
+	}
+	return nil
+}
+
+// AuthorizeV2Admin checks a request to an admin-only v2 endpoint (one that
+// changes the cluster): the user must have the root role.
+func (s *Server) AuthorizeV2Admin(ctx context.Context, c V2Credentials) error {
+	ai, err := s.v2User(ctx, c)
+	if err != nil || ai == nil {
+		return err
+	}
+	if err := s.authStore.IsAdminPermitted(ai); err != nil {
+		return v2Denied(err)
+	}
+	return nil
+}
+
+// v2Denied: a stale revision (the auth state moved during the check) is a
+// denial for the v2 API, which has no retry protocol for it.
+func v2Denied(err error) error {
+	if errors.Is(err, auth.ErrAuthOldRevision) || errors.Is(err, auth.ErrUserNotFound) {
+		return auth.ErrPermissionDenied
+	}
+	return err
+}
+
+// prefixEnd is the end of the range of keys that start with p.
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return []byte{0}
+}
+
+// validateAuth checks --auth-token without reading key files.
+func (c *Config) validateAuth() error {
+	if _, err := auth.ParseTokenOptions(c.AuthToken); err != nil {
+		return fmt.Errorf("%w: --auth-token: %v", ErrBadConfig, err)
+	}
+	if c.AuthTokenTTL < 0 {
+		return fmt.Errorf("%w: --auth-token-ttl must not be negative", ErrBadConfig)
+	}
+	return nil
+}

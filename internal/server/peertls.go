@@ -1,0 +1,42 @@
+package server
+
+import (
+	"net"
+	"net/http"
+	"time"
+)
+
+// HTTP clients for requests to peers: with Config.PeerTLS they present the
+// member's peer certificate and verify the peers' against the peer CA.
+
+// newPeerHTTPClient returns a client for short peer requests (member list
+// when joining, forwarding to the leader).
+func (s *Server) newPeerHTTPClient(timeout time.Duration) *http.Client {
+	tr := &http.Transport{
+		Proxy:               nil,
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     time.Minute,
+		DialContext:         (&net.Dialer{Timeout: time.Second, KeepAlive: 30 * time.Second}).DialContext,
+	}
+	if s.cfg.PeerTLS != nil {
+		tr.TLSClientConfig = s.cfg.PeerTLS.Clone()
+	}
+	return &http.Client{Timeout: timeout, Transport: tr}
+}
+
+// forwardClient is the client forwarded requests go through, made once.
+func (s *Server) forwardClient() *http.Client {
+	s.peerHTTPOnce.Do(func() { s.peerHTTP = s.newPeerHTTPClient(5 * time.Second) })
+	return s.peerHTTP
+}
+
+// transportClient is the raft transport's client: the transport's default
+// without peer TLS (nil), else one with the peer certificates and no
+// overall timeout (streams are long-lived).
+func (s *Server) transportClient() *http.Client {
+	if s.cfg.PeerTLS == nil {
+		return nil
+	}
+	c := s.newPeerHTTPClient(0)
+	return c
+}
