@@ -14,7 +14,13 @@ const (
 	exitBadConnection = 2   // the client could not be set up or authenticate
 	exitInvalidInput  = 3   // txn input that does not parse
 	exitBadFeature    = 4   // a valid flag with an unsupported value
+	exitInterrupted   = 5   // a watch the server ended, a snapshot save that failed
 	exitBadArgs       = 128 // wrong arguments or conflicting flags
+
+	// exitSignal is not etcdctl's: it ends a streaming command (watch,
+	// lease keep-alive) that was interrupted, with the status a shell
+	// gives a process killed by SIGINT, as etcdctl is.
+	exitSignal = 130
 )
 
 // addCtlCommands registers the etcdctl-shaped client commands.
@@ -26,6 +32,11 @@ func addCtlCommands(root *cobra.Command, s streams) {
 		newTxnCommand(s),
 		newCompactionCommand(s),
 		newEndpointCommand(s),
+		newWatchCommand(s),
+		newLeaseCommand(s),
+		newAlarmCommand(s),
+		newDefragCommand(s),
+		newSnapshotCommand(s),
 	} {
 		// etcdctl exits 1 on a flag it cannot parse (and names the flag,
 		// as cobra does).

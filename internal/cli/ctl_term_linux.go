@@ -21,3 +21,9 @@ func ctlDisableEcho(f *os.File) (restore func(), err error) {
 	}
 	return func() { _ = unix.IoctlSetTermios(fd, unix.TCSETS, old) }, nil
 }
+
+// ctlIsTerminal reports whether f is a terminal.
+func ctlIsTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}

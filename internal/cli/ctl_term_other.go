@@ -11,3 +11,6 @@ import (
 func ctlDisableEcho(*os.File) (restore func(), err error) {
 	return nil, errors.New("echo control not supported on this platform")
 }
+
+// ctlIsTerminal is only implemented on Linux; elsewhere no progress is shown.
+func ctlIsTerminal(*os.File) bool { return false }

@@ -17,9 +17,10 @@ import (
 type outputKind int
 
 const (
-	kvOutput       outputKind = iota // get, put, del, txn
-	endpointOutput                   // endpoint health, endpoint status
-	noOutput                         // compaction: prints the same line in every format
+	kvOutput       outputKind = iota // get, put, del, txn, watch, lease, alarm: responses
+	endpointOutput                   // endpoint health, status, hashkv
+	noOutput                         // compaction, defrag, snapshot save: the same line in every format
+	snapshotOutput                   // snapshot status (etcdutl's formats)
 )
 
 // printer writes command results in one --write-out format. The formats
@@ -32,8 +33,20 @@ type printer interface {
 	del(*clientv3.DeleteResponse)
 	txn(*clientv3.TxnResponse)
 
+	watch(clientv3.WatchResponse)
+
+	leaseGrant(*clientv3.LeaseGrantResponse)
+	leaseRevoke(clientv3.LeaseID, *clientv3.LeaseRevokeResponse)
+	leaseKeepAlive(*clientv3.LeaseKeepAliveResponse)
+	leaseTimeToLive(r *clientv3.LeaseTimeToLiveResponse, keys bool)
+	leaseList(*clientv3.LeaseLeasesResponse)
+	alarms(*clientv3.AlarmResponse)
+
 	endpointHealth([]epHealth)
 	endpointStatus([]epStatus)
+	endpointHashKV([]epHashKV)
+
+	snapshotStatus(snapshotStatus)
 }
 
 // newPrinter returns the printer for a --write-out value.
@@ -108,6 +121,27 @@ func healthRow(h epHealth) []string {
 }
 
 var healthHeader = []string{"endpoint", "health", "took", "error"}
+
+func hashKVRow(h epHashKV) []string {
+	return []string{h.Ep, fmt.Sprint(h.Resp.Hash), fmt.Sprint(h.Resp.HashRevision)}
+}
+
+var hashKVHeader = []string{"endpoint", "hash", "hash_revision"}
+
+// snapshotRow is a snapshot file's line in the simple and table formats of
+// snapshot status, as etcdutl prints it: the hash in hex and the size in SI
+// units.
+func snapshotRow(st snapshotStatus) []string {
+	return []string{
+		fmt.Sprintf("%x", st.Hash),
+		fmt.Sprint(st.Revision),
+		fmt.Sprint(st.TotalKey),
+		humanBytes(uint64(st.TotalSize)),
+		st.Version,
+	}
+}
+
+var snapshotHeader = []string{"hash", "revision", "total keys", "total size", "version"}
 
 // subResponses yields the typed responses of a txn in order; other is called
 // for a response kind the printers do not know (a nested txn).

@@ -124,3 +124,85 @@ func (p *fieldsPrinter) endpointStatus(sts []epStatus) {
 		fmt.Fprintln(p.out)
 	}
 }
+
+// leaseID prints a lease ID: zero-padded hex under --hex, else decimal.
+func (p *fieldsPrinter) leaseID(id clientv3.LeaseID) {
+	if p.hex {
+		p.line("ID", fmt.Sprintf("%016x", int64(id)))
+		return
+	}
+	p.line("ID", int64(id))
+}
+
+func (p *fieldsPrinter) watch(r clientv3.WatchResponse) {
+	p.header(&r.Header)
+	for _, ev := range r.Events {
+		p.line("Type", ev.Type)
+		if ev.PrevKv != nil {
+			p.kv("Prev", ev.PrevKv)
+		}
+		p.kv("", ev.Kv)
+	}
+}
+
+func (p *fieldsPrinter) leaseGrant(r *clientv3.LeaseGrantResponse) {
+	p.header(r.ResponseHeader)
+	p.leaseID(r.ID)
+	p.line("TTL", r.TTL)
+}
+
+func (p *fieldsPrinter) leaseRevoke(_ clientv3.LeaseID, r *clientv3.LeaseRevokeResponse) {
+	p.header(r.Header)
+}
+
+func (p *fieldsPrinter) leaseKeepAlive(r *clientv3.LeaseKeepAliveResponse) {
+	p.header(r.ResponseHeader)
+	p.leaseID(r.ID)
+	p.line("TTL", r.TTL)
+}
+
+func (p *fieldsPrinter) leaseTimeToLive(r *clientv3.LeaseTimeToLiveResponse, _ bool) {
+	p.header(r.ResponseHeader)
+	p.leaseID(r.ID)
+	p.line("TTL", r.TTL)
+	p.line("GrantedTTL", r.GrantedTTL)
+	for _, k := range r.Keys {
+		p.quoted("Key", string(k))
+	}
+}
+
+func (p *fieldsPrinter) leaseList(r *clientv3.LeaseLeasesResponse) {
+	p.header(r.ResponseHeader)
+	for _, l := range r.Leases {
+		p.leaseID(l.ID)
+	}
+}
+
+func (p *fieldsPrinter) alarms(r *clientv3.AlarmResponse) {
+	p.header(r.Header)
+	for _, a := range r.Alarms {
+		p.id("MemberID", a.MemberID)
+		p.line("AlarmType", a.Alarm)
+		fmt.Fprintln(p.out)
+	}
+}
+
+func (p *fieldsPrinter) endpointHashKV(hs []epHashKV) {
+	for _, h := range hs {
+		p.header(h.Resp.Header)
+		p.quoted("Endpoint", h.Ep)
+		p.line("Hash", h.Resp.Hash)
+		p.line("HashRevision", h.Resp.HashRevision)
+		fmt.Fprintln(p.out)
+	}
+}
+
+// snapshotStatus prints etcdutl's field names, which differ from the
+// JSON ones.
+func (p *fieldsPrinter) snapshotStatus(st snapshotStatus) {
+	p.line("Hash", st.Hash)
+	p.line("Revision", st.Revision)
+	p.line("Keys", st.TotalKey)
+	p.line("Size", st.TotalSize)
+	p.line("Version", st.Version)
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -34,6 +35,20 @@ func (p *jsonPrinter) txn(r *clientv3.TxnResponse)    { p.print((*pb.TxnResponse
 func (p *jsonPrinter) endpointHealth(hs []epHealth)   { p.print(hs) }
 func (p *jsonPrinter) endpointStatus(sts []epStatus)  { p.print(sts) }
 
+// The lease, watch and alarm responses are printed as clientv3 types, as
+// etcdctl does: the lease ones carry the header's fields at the top level.
+func (p *jsonPrinter) watch(r clientv3.WatchResponse)            { p.print(&r) }
+func (p *jsonPrinter) leaseGrant(r *clientv3.LeaseGrantResponse) { p.print(r) }
+func (p *jsonPrinter) leaseRevoke(_ clientv3.LeaseID, r *clientv3.LeaseRevokeResponse) {
+	p.print(r)
+}
+func (p *jsonPrinter) leaseKeepAlive(r *clientv3.LeaseKeepAliveResponse)           { p.print(r) }
+func (p *jsonPrinter) leaseTimeToLive(r *clientv3.LeaseTimeToLiveResponse, _ bool) { p.print(r) }
+func (p *jsonPrinter) leaseList(r *clientv3.LeaseLeasesResponse)                   { p.print(r) }
+func (p *jsonPrinter) alarms(r *clientv3.AlarmResponse)                            { p.print((*pb.AlarmResponse)(r)) }
+func (p *jsonPrinter) endpointHashKV(hs []epHashKV)                                { p.print(hs) }
+func (p *jsonPrinter) snapshotStatus(st snapshotStatus)                            { p.print(st) }
+
 // protobufPrinter writes the binary encoding of key-value response protos.
 type protobufPrinter struct {
 	out, errOut io.Writer
@@ -56,3 +71,48 @@ func (p *protobufPrinter) del(r *clientv3.DeleteResponse) { p.print((*pb.DeleteR
 func (p *protobufPrinter) txn(r *clientv3.TxnResponse)    { p.print((*pb.TxnResponse)(r)) }
 func (p *protobufPrinter) endpointHealth([]epHealth)      {}
 func (p *protobufPrinter) endpointStatus([]epStatus)      {}
+func (p *protobufPrinter) endpointHashKV([]epHashKV)      {}
+
+// snapshotStatus is never called: etcdutl has no encoding for a snapshot's
+// status, and the command reports that (see marshalError).
+func (p *protobufPrinter) snapshotStatus(snapshotStatus) {}
+
+// watch writes the etcdserverpb.WatchResponse the events came in, as far
+// as clientv3 keeps it.
+func (p *protobufPrinter) watch(r clientv3.WatchResponse) {
+	evs := make([]*mvccpb.Event, len(r.Events))
+	for i, ev := range r.Events {
+		evs[i] = (*mvccpb.Event)(ev)
+	}
+	p.print(&pb.WatchResponse{
+		Header:          &r.Header,
+		Events:          evs,
+		CompactRevision: r.CompactRevision,
+		Canceled:        r.Canceled,
+		Created:         r.Created,
+	})
+}
+
+// The clientv3 lease responses embed the response header, and etcdctl
+// writes just that: these print the header's encoding, as it does.
+func (p *protobufPrinter) leaseGrant(r *clientv3.LeaseGrantResponse)         { p.print(r) }
+func (p *protobufPrinter) leaseKeepAlive(r *clientv3.LeaseKeepAliveResponse) { p.print(r) }
+func (p *protobufPrinter) leaseTimeToLive(r *clientv3.LeaseTimeToLiveResponse, _ bool) {
+	p.print(r)
+}
+func (p *protobufPrinter) leaseList(r *clientv3.LeaseLeasesResponse) { p.print(r) }
+func (p *protobufPrinter) alarms(r *clientv3.AlarmResponse)          { p.print((*pb.AlarmResponse)(r)) }
+
+// leaseRevoke is never called: etcdctl has no encoding for the revoke
+// response, and the command reports that (see marshalError).
+func (p *protobufPrinter) leaseRevoke(clientv3.LeaseID, *clientv3.LeaseRevokeResponse) {}
+
+// marshalError is the error etcdctl's protobuf output ends with, after the
+// request was made, when the response has no binary encoding; nil for the
+// other formats.
+func (c *ctlSession) marshalError(v any) error {
+	if _, ok := c.printer.(*protobufPrinter); !ok {
+		return nil
+	}
+	return ctlErrorf(exitBadFeature, "marshal unsupported for type %T (%v)", v, v)
+}

@@ -81,3 +81,65 @@ func (p *simplePrinter) endpointStatus(sts []epStatus) {
 		fmt.Fprintln(p.out, strings.Join(statusRow(st), ", "))
 	}
 }
+
+func (p *simplePrinter) watch(r clientv3.WatchResponse) {
+	for _, ev := range r.Events {
+		fmt.Fprintln(p.out, ev.Type)
+		if ev.PrevKv != nil {
+			p.kv(ev.PrevKv)
+		}
+		p.kv(ev.Kv)
+	}
+}
+
+func (p *simplePrinter) leaseGrant(r *clientv3.LeaseGrantResponse) {
+	fmt.Fprintf(p.out, "lease %016x granted with TTL(%ds)\n", r.ID, r.TTL)
+}
+
+func (p *simplePrinter) leaseRevoke(id clientv3.LeaseID, _ *clientv3.LeaseRevokeResponse) {
+	fmt.Fprintf(p.out, "lease %016x revoked\n", id)
+}
+
+func (p *simplePrinter) leaseKeepAlive(r *clientv3.LeaseKeepAliveResponse) {
+	fmt.Fprintf(p.out, "lease %016x keepalived with TTL(%d)\n", r.ID, r.TTL)
+}
+
+func (p *simplePrinter) leaseTimeToLive(r *clientv3.LeaseTimeToLiveResponse, keys bool) {
+	// A lease the server does not know is reported with TTL -1.
+	if r.GrantedTTL == 0 && r.TTL == -1 {
+		fmt.Fprintf(p.out, "lease %016x already expired\n", r.ID)
+		return
+	}
+	line := fmt.Sprintf("lease %016x granted with TTL(%ds), remaining(%ds)", r.ID, r.GrantedTTL, r.TTL)
+	if keys {
+		names := make([]string, len(r.Keys))
+		for i, k := range r.Keys {
+			names[i] = string(k)
+		}
+		line += fmt.Sprintf(", attached keys(%v)", names)
+	}
+	fmt.Fprintln(p.out, line)
+}
+
+func (p *simplePrinter) leaseList(r *clientv3.LeaseLeasesResponse) {
+	fmt.Fprintf(p.out, "found %d leases\n", len(r.Leases))
+	for _, l := range r.Leases {
+		fmt.Fprintf(p.out, "%016x\n", l.ID)
+	}
+}
+
+func (p *simplePrinter) alarms(r *clientv3.AlarmResponse) {
+	for _, a := range r.Alarms {
+		fmt.Fprintf(p.out, "%+v\n", a)
+	}
+}
+
+func (p *simplePrinter) endpointHashKV(hs []epHashKV) {
+	for _, h := range hs {
+		fmt.Fprintln(p.out, strings.Join(hashKVRow(h), ", "))
+	}
+}
+
+func (p *simplePrinter) snapshotStatus(st snapshotStatus) {
+	fmt.Fprintln(p.out, strings.Join(snapshotRow(st), ", "))
+}

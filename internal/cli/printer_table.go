@@ -12,8 +12,9 @@ import (
 	"golang.org/x/text/width"
 )
 
-// tablePrinter draws the endpoint results as etcdctl's bordered tables. Like
-// etcdctl it cannot print key-value responses.
+// tablePrinter draws the endpoint results and a snapshot's status as
+// etcdctl's and etcdutl's bordered tables. Like etcdctl it cannot print
+// responses (key-value, watch, lease, alarm).
 type tablePrinter struct {
 	out io.Writer
 }
@@ -24,6 +25,14 @@ func (*tablePrinter) get(*clientv3.GetResponse)    {}
 func (*tablePrinter) put(*clientv3.PutResponse)    {}
 func (*tablePrinter) del(*clientv3.DeleteResponse) {}
 func (*tablePrinter) txn(*clientv3.TxnResponse)    {}
+
+func (*tablePrinter) watch(clientv3.WatchResponse)                                {}
+func (*tablePrinter) leaseGrant(*clientv3.LeaseGrantResponse)                     {}
+func (*tablePrinter) leaseRevoke(clientv3.LeaseID, *clientv3.LeaseRevokeResponse) {}
+func (*tablePrinter) leaseKeepAlive(*clientv3.LeaseKeepAliveResponse)             {}
+func (*tablePrinter) leaseTimeToLive(*clientv3.LeaseTimeToLiveResponse, bool)     {}
+func (*tablePrinter) leaseList(*clientv3.LeaseLeasesResponse)                     {}
+func (*tablePrinter) alarms(*clientv3.AlarmResponse)                              {}
 
 func (p *tablePrinter) endpointHealth(hs []epHealth) {
 	rows := make([][]string, len(hs))
@@ -39,6 +48,18 @@ func (p *tablePrinter) endpointStatus(sts []epStatus) {
 		rows[i] = statusRow(st)
 	}
 	writeTable(p.out, statusHeader, rows)
+}
+
+func (p *tablePrinter) endpointHashKV(hs []epHashKV) {
+	rows := make([][]string, len(hs))
+	for i, h := range hs {
+		rows[i] = hashKVRow(h)
+	}
+	writeTable(p.out, hashKVHeader, rows)
+}
+
+func (p *tablePrinter) snapshotStatus(st snapshotStatus) {
+	writeTable(p.out, snapshotHeader, [][]string{snapshotRow(st)})
 }
 
 // tableCellWidth is the width past which a cell's text is wrapped onto
