@@ -21,6 +21,7 @@ import (
 
 	"github.com/cairn-io/cairn/internal/api/gateway"
 	"github.com/cairn-io/cairn/internal/api/httpapi"
+	"github.com/cairn-io/cairn/internal/api/v2http"
 	"github.com/cairn-io/cairn/internal/api/v3rpc"
 	"github.com/cairn-io/cairn/internal/portmux"
 	"github.com/cairn-io/cairn/internal/server"
@@ -147,6 +148,7 @@ func Start(cfg Config) (*Member, error) {
 		EnablePprof:    cfg.EnablePprof,
 		Logger:         m.lg,
 	})
+	v2 := v2http.Register(mux, v2http.Config{Server: m.Server, RequestTimeout: m.Server.Config().ReqTimeout(), Logger: m.lg})
 	for i, l := range m.clientLns {
 		if hs := m.serveClientTLS(i, l, mux); hs != nil {
 			continue
@@ -158,6 +160,9 @@ func Start(cfg Config) (*Member, error) {
 		m.serve(func() error { return pm.Serve() })
 		m.serve(func() error { return m.grpc.Serve(pm.GRPC()) })
 		m.serve(func() error { return hs.Serve(pm.HTTP()) })
+	}
+	for _, hs := range m.httpSrvs {
+		hs.RegisterOnShutdown(v2.Close) // end open v2 watches
 	}
 	peerHandler := m.Server.PeerHandler()
 	for i, l := range m.peerLns {

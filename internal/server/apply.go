@@ -221,6 +221,8 @@ func (s *Server) applyRequest(b *pebble.Batch, req *pb.InternalRaftRequest) resu
 			s.lg.Warn("publishing member attributes", "member-id", fmt.Sprintf("%x", r.Member_ID), "err", err)
 		}
 		return result{resp: &pb.MemberUpdateResponse{}, err: err}
+	case req.V2 != nil:
+		return s.applyV2(b, req.V2)
 	case req.ClusterVersionSet != nil, req.DowngradeInfoSet != nil, req.DowngradeVersionTest != nil:
 		// Cluster version negotiation: every cairn member runs the same
 		// version, so there is nothing to record.

@@ -249,6 +249,7 @@ type Server struct {
 	alarms  *alarmStore
 	lessor  *lease.Lessor
 	hub     *watch.Hub
+	v2      *v2State // the v2 keys API (v2.go)
 	// transport is nil until bootstrap knows the cluster.
 	transport *transport.Transport
 	// confMu serialises membership changes made through this member.
@@ -423,6 +424,9 @@ func (s *Server) bootstrap() error {
 		return err
 	}
 	s.hub = watch.New(watch.Config{Source: s.kv, Logger: s.lg})
+	if s.v2, err = openV2(s.db.Pebble()); err != nil {
+		return err
+	}
 	s.transport = transport.New(transport.Config{
 		ClusterID: s.clusterID,
 		MemberID:  s.id,
@@ -458,7 +462,7 @@ func (s *Server) bootstrap() error {
 		ElectionTicks:  electionTicks,
 		HeartbeatTicks: 1,
 		Persister:      s.db,
-		Transport:      s.transport,
+		Transport:      s.v2.stats.sender(s.transport),
 		OnDrop:         s.onDrop,
 		OnReadState:    s.onReadState,
 		OnLeaderChange: s.onLeaderChange,
@@ -470,7 +474,7 @@ func (s *Server) bootstrap() error {
 		s.kv.Close()
 		return err
 	}
-	s.transport.SetRaft(s.node)
+	s.transport.SetRaft(s.v2.stats.receiver(s.node))
 	s.syncPeers()
 	s.wg.Add(4)
 	go s.applyLoop()
@@ -478,6 +482,7 @@ func (s *Server) bootstrap() error {
 	go s.leaseExpiryLoop()
 	go s.leaseCheckpointLoop()
 	go s.publishAttributes()
+	s.startV2()
 	if mode, retention, _ := parseAutoCompaction(cfg.AutoCompactionMode, cfg.AutoCompactionRetention); retention > 0 {
 		s.wg.Add(1)
 		go s.autoCompact(mode, retention)

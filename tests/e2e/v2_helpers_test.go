@@ -1,0 +1,79 @@
+package e2e
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// v2Response is one answer of the v2 HTTP API.
+type v2Response struct {
+	status int
+	header http.Header
+	body   string
+}
+
+// v2Request sends method to base+target with form as a urlencoded body
+// (nil: no body) and returns the whole answer.
+func v2Request(t testing.TB, method, base, target string, form url.Values) v2Response {
+	t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, base+target, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, target, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading body: %v", method, target, err)
+	}
+	return v2Response{status: resp.StatusCode, header: resp.Header, body: string(b)}
+}
+
+var (
+	expirationRE = regexp.MustCompile(`"expiration":"[^"]*"`)
+	ttlRE        = regexp.MustCompile(`"ttl":-?\d+`)
+)
+
+// maskTimes replaces expiration times and TTLs, which depend on the
+// clock, with E and T.
+func maskTimes(s string) string {
+	s = expirationRE.ReplaceAllString(s, `"expiration":"E"`)
+	return ttlRE.ReplaceAllString(s, `"ttl":T`)
+}
+
+func headerUint(t testing.TB, h http.Header, name string) uint64 {
+	t.Helper()
+	v, err := strconv.ParseUint(h.Get(name), 10, 64)
+	if err != nil {
+		t.Fatalf("header %s = %q: %v", name, h.Get(name), err)
+	}
+	return v
+}
+
+// form builds url.Values from name, value pairs.
+func form(kv ...string) url.Values {
+	v := url.Values{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		v.Add(kv[i], kv[i+1])
+	}
+	return v
+}
