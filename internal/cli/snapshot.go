@@ -312,9 +312,11 @@ func restoreSnapshot(s streams, path string, cfg snapshot.RestoreConfig) error {
 		meter.update(read, total)
 	}
 	err = snapshot.Restore(f, cfg)
-	meter.finish(done, total)
 	if err != nil {
+		meter.finish(done, total)
 		return ctlError(exitError, err)
 	}
+	// The last records are followed by the checksum, read after them.
+	meter.finish(total, total)
 	return nil
 }
