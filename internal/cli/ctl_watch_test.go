@@ -278,3 +278,41 @@ func TestWatchExtraArguments(t *testing.T) {
 		t.Errorf("watch -i a: %v, want exit 128 and an error pointing at stdin", got)
 	}
 }
+
+// TestWatchHistory checks what a watch from an old revision prints against
+// the writes themselves, not only against etcdctl: exactly that history, in
+// order, with previous values, and nothing more; and a watch from before
+// the compaction ends with etcdctl's compacted error.
+func TestWatchHistory(t *testing.T) {
+	isolateEnv(t)
+	m := testServer(t)
+	cli := m.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	first := mustPut(t, cli, "h/a", "1").Header.Revision
+	mustPut(t, cli, "h/b", "2")
+	mustPut(t, cli, "zz", "outside")
+	mustPut(t, cli, "h/a", "3")
+	if _, err := cli.Delete(ctx, "h/b"); err != nil {
+		t.Fatal(err)
+	}
+	want := "PUT\nh/a\n1\nPUT\nh/b\n2\nPUT\nh/a\n1\nh/a\n3\nDELETE\nh/b\n2\nh/b\n\n"
+	r := startCairn(t, nil, "--endpoints="+m.Endpoint(), "watch", "h/", "--prefix", "--prev-kv", fmt.Sprintf("--rev=%d", first))
+	r.waitOutput(func(s string) bool { return s == want }, 10*time.Second)
+	r.settle(500*time.Millisecond, 3*time.Second)
+	if got := r.result(t); got.stdout != want || got.stderr != "" {
+		t.Errorf("watch from revision %d: %v\nwant stdout:\n%s", first, got, want)
+	}
+
+	if _, err := cli.Compact(ctx, first+2); err != nil {
+		t.Fatal(err)
+	}
+	r = startCairn(t, nil, "--endpoints="+m.Endpoint(), "watch", "h/", "--prefix", fmt.Sprintf("--rev=%d", first))
+	if !r.wait(10 * time.Second) {
+		t.Fatal("a watch of a compacted revision did not end")
+	}
+	wantErr := "watch was canceled (etcdserver: mvcc: required revision has been compacted)\nError: watch is canceled by the server\n"
+	if got := r.result(t); got.code != 5 || got.stdout != "" || got.stderr != wantErr {
+		t.Errorf("watch of a compacted revision: %v\nwant exit 5 and stderr:\n%s", got, wantErr)
+	}
+}
