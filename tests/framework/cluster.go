@@ -17,7 +17,11 @@ import (
 
 // Cluster is a set of members started together.
 type Cluster struct {
+	// Members are the members the cluster's waits (Leader, Restart) look
+	// at. A test that adds or removes a member updates it.
 	Members []*Member
+
+	cfg Config // StartCluster's, with defaults filled in
 }
 
 // StartCluster starts n members that form one new cluster (--initial-cluster
@@ -37,7 +41,7 @@ func StartCluster(t testing.TB, n int, cfg Config) *Cluster {
 	cfg = withDefaults(t, cfg)
 	earlier := make([]string, n) // the logs of failed attempts
 	for attempt := 1; ; attempt++ {
-		c := &Cluster{}
+		c := &Cluster{cfg: cfg}
 		var peers []string
 		for i := range n {
 			name := prefix + strconv.Itoa(i)
@@ -223,4 +227,31 @@ func clusterToken() string {
 	b := make([]byte, 8)
 	rand.Read(b)
 	return "cairn-test-" + hex.EncodeToString(b)
+}
+
+// NewMember prepares a member that joins the running cluster: fresh ports, a
+// data directory of its own, the cluster's Config, and --initial-cluster
+// naming every member in c.Members and the new one, with
+// --initial-cluster-state existing. It is not started. Add it to the cluster
+// first (etcdctl member add NAME --peer-urls=PEER_URL, optionally --learner),
+// then start it with Launch, or Restart to wait for a linearizable Get (which
+// a learner refuses). NewMember does not add it to c.Members.
+func (c *Cluster) NewMember(t testing.TB, name string) *Member {
+	t.Helper()
+	dataDir := t.TempDir()
+	if c.cfg.DataDir != "" {
+		dataDir = filepath.Join(c.cfg.DataDir, name)
+	}
+	m := newMember(t, c.cfg, name, dataDir)
+	var peers []string
+	for _, x := range c.Members {
+		peers = append(peers, x.name+"="+x.PeerURL())
+	}
+	peers = append(peers, name+"="+m.PeerURL())
+	m.args = append(m.args,
+		"--initial-cluster", strings.Join(peers, ","),
+		"--initial-cluster-state", "existing",
+	)
+	m.args = append(m.args, c.cfg.Args...)
+	return m
 }

@@ -261,6 +261,16 @@ func (m *Member) Restart(t testing.TB) {
 	}
 }
 
+// PID returns the process ID of the member's current process, or 0 if it
+// was never started. Tests read /proc/PID for the member's memory use.
+func (m *Member) PID() int {
+	p := m.current()
+	if p == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // Running reports whether the member's process is alive.
 func (m *Member) Running() bool {
 	p := m.current()
@@ -487,4 +497,63 @@ func minTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// Launch starts the member's process (stopped, or never started, as after
+// Cluster.NewMember) and returns without waiting for it to serve: for a
+// learner, which refuses the linearizable Get that Restart waits for.
+func (m *Member) Launch(t testing.TB) {
+	t.Helper()
+	if m.Running() {
+		t.Fatalf("member %s is already running", m.name)
+	}
+	if err := m.launch(); err != nil {
+		t.Fatalf("launch member %s: %v", m.name, err)
+	}
+}
+
+// WaitExit waits up to d for the member's process to exit by itself, as a
+// member removed from its cluster does, and returns its exit status (-1 if
+// a signal ended it). That exit is then not reported as a crash. The test
+// fails if the process is still running after d.
+func (m *Member) WaitExit(t testing.TB, d time.Duration) int {
+	t.Helper()
+	p := m.current()
+	if p == nil {
+		t.Fatalf("member %s was never started", m.name)
+	}
+	if !p.wait(d) {
+		t.Fatalf("member %s still running after %v", m.name, d)
+	}
+	p.requested.Store(true)
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// MovePeerURL gives a stopped member a new peer port for its next start: its
+// --listen-peer-urls, --initial-advertise-peer-urls and its entry in
+// --initial-cluster change to the returned URL. The cluster must be told
+// (etcdctl member update) for the other members to reach it there.
+func (m *Member) MovePeerURL(t testing.TB) string {
+	t.Helper()
+	if m.Running() {
+		t.Fatalf("member %s must be stopped to move its peer URL", m.name)
+	}
+	port, err := pickPort()
+	if err != nil {
+		t.Fatalf("no free port: %v", err)
+	}
+	old := m.PeerURL()
+	m.peer = port
+	for i, arg := range m.args {
+		parts := strings.Split(arg, ",")
+		for j, p := range parts {
+			if p == old {
+				parts[j] = m.PeerURL()
+			} else if name, u, ok := strings.Cut(p, "="); ok && u == old {
+				parts[j] = name + "=" + m.PeerURL()
+			}
+		}
+		m.args[i] = strings.Join(parts, ",")
+	}
+	return m.PeerURL()
 }
