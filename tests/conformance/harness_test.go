@@ -17,6 +17,14 @@
 // and a line diff (- etcd, + cairn). Responses are taken from the wire by a
 // gRPC interceptor, and errors are compared as (gRPC code, message) as the
 // server sent them, before clientv3 maps them to its own error values.
+//
+// The KV, Lease and Maintenance services are compared call by call
+// (scenarios_test.go, lease_test.go, maintenance_test.go). Watches are
+// compared on raw Watch streams over the client's connection, response by
+// response as they arrive on the wire, and through clientv3 watchers as
+// clientv3 delivers them (watch_test.go, watch_steps_test.go). What
+// legitimately differs between the servers, such as the lease IDs they
+// choose, is normalised in services_test.go.
 package conformance_test
 
 import (
@@ -45,12 +53,26 @@ import (
 // selftest runs etcd on both sides, which must always agree.
 var selftest = os.Getenv("CAIRN_CONFORMANCE_SELFTEST") == "1"
 
-// side is one server under comparison and a client whose KV calls are
-// recorded on the wire.
+// side is one server under comparison and a client whose unary calls are
+// recorded on the wire, with the state that steps build up on it: what the
+// server chose (lease IDs) and the watch streams a scenario opened.
 type side struct {
-	name string
-	cli  *clientv3.Client
-	rec  *recorder
+	name   string
+	cli    *clientv3.Client
+	rec    *recorder
+	member *framework.Member
+	// ctx lives as long as the test; watch streams and clientv3 watchers
+	// are opened under it.
+	ctx context.Context
+	// self is the member's ID, which normalise replaces where a response
+	// names it (alarms, the leader in Status).
+	self uint64
+	// leases are the lease IDs the server chose, in grant order.
+	leases []int64
+	// streams are the raw watch streams and watches the clientv3 watchers
+	// a scenario opened, by the name the scenario gave them.
+	streams map[string]*rawStream
+	watches map[string]clientv3.WatchChan
 }
 
 // startPair starts the reference etcd and the subject (cairn, or etcd again
@@ -79,10 +101,19 @@ func newSide(t *testing.T, name string, m *framework.Member) *side {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cli.Close() })
-	return &side{name: name, cli: cli, rec: rec}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	st, err := cli.Status(ctx, m.Endpoint())
+	if err != nil {
+		t.Fatalf("%s: status: %v", name, err)
+	}
+	return &side{
+		name: name, cli: cli, rec: rec, member: m, ctx: ctx, self: st.Header.MemberId,
+		streams: map[string]*rawStream{}, watches: map[string]clientv3.WatchChan{},
+	}
 }
 
-// recorder keeps the last KV call made through a client. clientv3 installs
+// recorder keeps the last unary call of the etcd API made through a client. clientv3 installs
 // its retry interceptor outside the ones given in DialOptions, so this sees
 // each attempt exactly as it went over the wire.
 type recorder struct {
@@ -99,7 +130,7 @@ type wireCall struct {
 
 func (r *recorder) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	err := invoker(ctx, method, req, reply, cc, opts...)
-	if strings.HasPrefix(method, "/etcdserverpb.KV/") {
+	if strings.HasPrefix(method, "/etcdserverpb.") {
 		r.mu.Lock()
 		r.last = &wireCall{method: method, req: req, reply: reply, err: err}
 		r.mu.Unlock()
@@ -121,6 +152,12 @@ type outcome struct {
 	req    any    // the request as sent
 	resp   any    // the response message, nil on error
 	err    *rpcErr
+	// What normalise needs to know about the side that answered.
+	self   uint64  // its member ID
+	leases []int64 // the lease IDs it chose so far
+	// violations are broken watch guarantees seen on the stream while
+	// the step ran (see rawStream.check).
+	violations []string
 }
 
 type rpcErr struct {
@@ -132,16 +169,33 @@ func (e *rpcErr) String() string { return fmt.Sprintf("error code=%s message=%q"
 
 // run performs one step on the side and returns what the server answered.
 func (s *side) run(st step) outcome {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(s.ctx, stepTimeout)
 	defer cancel()
+	var o outcome
+	if st.exec != nil {
+		o = st.exec(ctx, s)
+	} else {
+		o = s.capture(func() error { return st.call(ctx, s.cli) })
+	}
+	o.self = s.self
+	o.leases = slices.Clone(s.leases)
+	return o
+}
+
+// stepTimeout bounds one step, waits for watch responses included.
+const stepTimeout = 30 * time.Second
+
+// capture makes one unary call through the recorder and returns what the
+// server answered to it.
+func (s *side) capture(call func() error) outcome {
 	s.rec.take()
-	callErr := st.call(ctx, s.cli)
+	callErr := call()
 	wc := s.rec.take()
 	if wc == nil {
 		// No RPC left the client (it rejected the call itself).
 		return outcome{err: toRPCErr(callErr)}
 	}
-	o := outcome{method: strings.TrimPrefix(wc.method, "/etcdserverpb.KV/"), req: wc.req}
+	o := outcome{method: wc.method[strings.LastIndex(wc.method, "/")+1:], req: wc.req}
 	if wc.err != nil {
 		o.err = toRPCErr(wc.err)
 		return o
@@ -178,6 +232,10 @@ func runSteps(t *testing.T, ref, sub *side, steps []step) {
 // the reference's outcome and "" or a report of what went wrong.
 func runStep(ref, sub *side, st step) (outcome, string) {
 	want := ref.run(st)
+	if len(want.violations) > 0 {
+		return want, fmt.Sprintf("the reference etcd breaks a watch guarantee the suite checks, so the check is wrong: %s\nrequest: %s",
+			strings.Join(want.violations, "; "), describeRequest(want))
+	}
 	for _, check := range st.checks {
 		if err := check(want); err != nil {
 			return want, fmt.Sprintf("the reference etcd does not behave as the scenario states: %v\nrequest: %s\netcd:\n%s",
@@ -251,9 +309,16 @@ func describeRequest(o outcome) string {
 // run is compared by its target value only, because which of the tied keys
 // made the cut is just as unspecified. (With keys_only and a VALUE sort the
 // values are gone, so such a response is compared as one set.)
+//
+// Lease IDs the server chose are renamed after the order they were granted
+// in (renameLeases), and the responses of the Lease, Maintenance and Watch
+// services are normalised by normaliseService.
 func normalise(o outcome) outcome {
 	if o.resp == nil {
 		return o
+	}
+	if len(o.leases) > 0 {
+		o.resp = renameLeases(o.resp, o.leases)
 	}
 	switch r := o.resp.(type) {
 	case *pb.RangeResponse:
@@ -285,6 +350,8 @@ func normalise(o outcome) outcome {
 			normaliseTxnSorts(req, r)
 		}
 		o.resp = r
+	default:
+		o.resp = normaliseService(o)
 	}
 	return o
 }
@@ -432,10 +499,13 @@ func onlyTarget(t pb.RangeRequest_SortTarget, kv *mvccpb.KeyValue) *mvccpb.KeyVa
 func render(o outcome) string {
 	var b strings.Builder
 	if o.err != nil {
-		b.WriteString(o.err.String())
-		return b.String()
+		b.WriteString(o.err.String() + "\n")
+	} else {
+		renderMsg(&b, "", o.resp)
 	}
-	renderMsg(&b, "", o.resp)
+	for _, v := range o.violations {
+		fmt.Fprintf(&b, "violation: %s\n", v)
+	}
 	return strings.TrimSuffix(b.String(), "\n")
 }
 
@@ -488,7 +558,9 @@ func renderMsg(b *strings.Builder, ind string, m any) {
 	case nil:
 		p("(nil)")
 	default:
-		p("%T %v", m, m)
+		if !renderService(b, ind, m) {
+			p("%T %v", m, m)
+		}
 	}
 }
 
@@ -510,8 +582,8 @@ func renderKV(kv *mvccpb.KeyValue) string {
 	if kv == nil {
 		return "(nil)"
 	}
-	return fmt.Sprintf("key=%s create=%d mod=%d version=%d lease=%d value=%s",
-		quote(kv.Key), kv.CreateRevision, kv.ModRevision, kv.Version, kv.Lease, quote(kv.Value))
+	return fmt.Sprintf("key=%s create=%d mod=%d version=%d lease=%s value=%s",
+		quote(kv.Key), kv.CreateRevision, kv.ModRevision, kv.Version, leaseName(kv.Lease), quote(kv.Value))
 }
 
 // quote shows a byte string, shortening long ones to their length and ends.
@@ -540,20 +612,54 @@ func lineDiff(a, b string) string {
 			}
 		}
 	}
-	var out strings.Builder
+	var lines []string
 	i, j := 0, 0
 	for i < len(x) || j < len(y) {
 		switch {
 		case i < len(x) && j < len(y) && x[i] == y[j]:
-			out.WriteString("      " + x[i] + "\n")
+			lines = append(lines, "      "+x[i])
 			i, j = i+1, j+1
 		case i < len(x) && (j == len(y) || lcs[i+1][j] >= lcs[i][j+1]):
-			out.WriteString("    - " + x[i] + "\n")
+			lines = append(lines, "    - "+x[i])
 			i++
 		default:
-			out.WriteString("    + " + y[j] + "\n")
+			lines = append(lines, "    + "+y[j])
 			j++
 		}
 	}
-	return strings.TrimSuffix(out.String(), "\n")
+	return strings.Join(elideEqual(lines, 3), "\n")
+}
+
+// elideEqual shortens runs of unchanged lines in a diff to ctx lines on
+// each side of a change, so that a long watch history that differs in one
+// place reports that place.
+func elideEqual(lines []string, ctx int) []string {
+	var out []string
+	for i := 0; i < len(lines); {
+		if !strings.HasPrefix(lines[i], "      ") {
+			out = append(out, lines[i])
+			i++
+			continue
+		}
+		j := i
+		for j < len(lines) && strings.HasPrefix(lines[j], "      ") {
+			j++
+		}
+		head, tail := ctx, ctx
+		if i == 0 {
+			head = 0
+		}
+		if j == len(lines) {
+			tail = 0
+		}
+		if j-i > head+tail+1 {
+			out = append(out, lines[i:i+head]...)
+			out = append(out, fmt.Sprintf("      ... %d equal lines ...", j-i-head-tail))
+			out = append(out, lines[j-tail:j]...)
+		} else {
+			out = append(out, lines[i:j]...)
+		}
+		i = j
+	}
+	return out
 }

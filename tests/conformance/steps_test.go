@@ -13,7 +13,12 @@ import (
 // the reference etcd must answer; they keep the scenario tables honest (a
 // step meant to hit an error really does) and document the facts.
 type step struct {
-	call   func(ctx context.Context, c *clientv3.Client) error
+	call func(ctx context.Context, c *clientv3.Client) error
+	// exec, if set, replaces call: it performs the step on the side and
+	// returns what the server answered. Steps that use what the side's
+	// server chose earlier (a lease ID) or that talk over a stream (watch,
+	// keep-alive), which the unary recorder does not see, are built on it.
+	exec   func(ctx context.Context, s *side) outcome
 	checks []func(outcome) error
 }
 
@@ -189,23 +194,11 @@ func (s step) kvs(n int) step {
 }
 
 func headerRev(resp any) int64 {
-	var h *pb.ResponseHeader
-	switch r := resp.(type) {
-	case *pb.RangeResponse:
-		h = r.Header
-	case *pb.PutResponse:
-		h = r.Header
-	case *pb.DeleteRangeResponse:
-		h = r.Header
-	case *pb.TxnResponse:
-		h = r.Header
-	case *pb.CompactionResponse:
-		h = r.Header
-	}
-	if h == nil {
+	r, ok := resp.(interface{ GetHeader() *pb.ResponseHeader })
+	if !ok || r.GetHeader() == nil {
 		return -1
 	}
-	return h.Revision
+	return r.GetHeader().Revision
 }
 
 // seq concatenates groups of steps, so shared setups read as one table row.

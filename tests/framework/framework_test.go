@@ -131,6 +131,10 @@ func TestClusterRestartAll(t *testing.T) {
 func TestKillRestartKeepsData(t *testing.T) {
 	m := framework.Start(t, framework.Config{Binary: framework.EtcdBinary(t)})
 	cli := m.Client(t)
+	pid := m.PID()
+	if pid <= 0 {
+		t.Fatalf("PID of a running member: %d", pid)
+	}
 	var last int64
 	for i := range 20 {
 		resp, err := cli.Put(ctx(t), fmt.Sprintf("k%02d", i), fmt.Sprint(i))
@@ -148,6 +152,9 @@ func TestKillRestartKeepsData(t *testing.T) {
 	}
 
 	m.Restart(t)
+	if m.PID() == pid || m.PID() <= 0 {
+		t.Errorf("PID after a restart is %d, before it %d", m.PID(), pid)
+	}
 	resp, err := m.Client(t).Get(ctx(t), "k", clientv3.WithPrefix())
 	if err != nil {
 		t.Fatal(err)
