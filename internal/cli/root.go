@@ -62,5 +62,6 @@ func newRootCommand(s streams) *cobra.Command {
 	root.AddCommand(newServeCommand(s))
 	root.AddCommand(newVersionCommand(s))
 	addCtlCommands(root, s)
+	addAuthCommands(root, s)
 	return root
 }

@@ -214,6 +214,9 @@ func (s *Server) installSnapshot(snap raftpb.Snapshot) error {
 	if err := s.cluster.Reload(s.db.Pebble()); err != nil {
 		return err
 	}
+	if err := s.authStore.Load(s.db.Pebble()); err != nil {
+		return err
+	}
 	if err := s.v2.store.Reload(s.db.Pebble()); err != nil {
 		return err
 	}
