@@ -206,7 +206,8 @@ func TestLeaseLifecycle(t *testing.T) {
 	id := strings.Fields(out)[1]
 	must(`^OK\n$`, "put", "lk", "v", "--lease="+id)
 	must(`^OK\n$`, "put", "lk2", "v2", "--lease="+id)
-	must(`^lease `+id+` granted with TTL\(120s\), remaining\(1[12][0-9]s\), attached keys\(\[lk lk2\]\)\n$`, "lease", "timetolive", id, "--keys")
+	// etcd lists the attached keys in no particular order.
+	must(`^lease `+id+` granted with TTL\(120s\), remaining\(1[12][0-9]s\), attached keys\(\[(lk lk2|lk2 lk)\]\)\n$`, "lease", "timetolive", id, "--keys")
 	must(`(?m)^`+id+`$`, "lease", "list")
 	must(`^lease `+id+` keepalived with TTL\(120\)\n$`, "lease", "keep-alive", "--once", id)
 	must(`^lk\nv\n$`, "get", "lk")

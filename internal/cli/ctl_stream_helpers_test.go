@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -240,7 +241,31 @@ func normalizeLeases(s string) string {
 	s = fieldsTTL.ReplaceAllString(s, "\"TTL\" : <TTL>\n\"GrantedTTL\"")
 	// A header printed as protobuf text, in an error.
 	s = pbRevision.ReplaceAllString(s, "revision:<REV>")
-	return s
+	return sortAttachedKeys(s)
+}
+
+var (
+	simpleKeys = regexp.MustCompile(`attached keys\(\[([^]]*)\]\)`)
+	jsonKeys   = regexp.MustCompile(`"keys":\[([^]]*)\]`)
+	fieldsKeys = regexp.MustCompile(`(?m)(^"Key" : .*\n)+`)
+)
+
+// sortAttachedKeys sorts the keys lease timetolive --keys lists: etcd
+// lists them in no particular order.
+func sortAttachedKeys(s string) string {
+	sorted := func(items []string, sep string) string {
+		slices.Sort(items)
+		return strings.Join(items, sep)
+	}
+	s = simpleKeys.ReplaceAllStringFunc(s, func(m string) string {
+		return "attached keys([" + sorted(strings.Fields(simpleKeys.FindStringSubmatch(m)[1]), " ") + "])"
+	})
+	s = jsonKeys.ReplaceAllStringFunc(s, func(m string) string {
+		return `"keys":[` + sorted(strings.Split(jsonKeys.FindStringSubmatch(m)[1], ","), ",") + "]"
+	})
+	return fieldsKeys.ReplaceAllStringFunc(s, func(m string) string {
+		return sorted(strings.Split(strings.TrimSuffix(m, "\n"), "\n"), "\n") + "\n"
+	})
 }
 
 // sameRun compares two results after norm; a code of -1 (stopped) is not
