@@ -127,6 +127,14 @@ func (s *Store) deleteRevisions(job compactJob) {
 	}
 	b.Close()
 	s.lg.Debug("compaction finished", "revision", job.rev, "deleted", len(job.dropped))
+	if s.reclaim != nil && len(job.dropped) > 0 {
+		var bytes int64
+		for _, r := range job.dropped {
+			bytes += int64(r.size)
+		}
+		lo, hi := storage.RevKeyBounds(0, job.rev+1)
+		s.reclaim(bytes, lo, hi)
+	}
 }
 
 func putBE(b []byte, v uint64) {

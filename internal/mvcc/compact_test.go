@@ -124,16 +124,21 @@ func TestCompactDeletesUnreachableRevisions(t *testing.T) {
 	if err := e.compact(9); err != nil {
 		t.Fatal(err)
 	}
-	// c's whole history goes, and with it its index entry; b's 4 goes.
+	// c's history goes but for its deletion at exactly 9, which a watcher
+	// starting at 9 must still see; b's 4 goes.
+	e.checkStored(storedRev{7, 0, false}, storedRev{8, 0, false}, storedRev{9, 0, true}, storedRev{10, 0, false}, storedRev{10, 1, false})
+	checkRev(t, "keys", int64(e.s.Keys()), 5)
+	if err := e.compact(10); err != nil {
+		t.Fatal(err)
+	}
+	// A later compaction takes the deletion and c's index entry.
 	e.checkStored(storedRev{7, 0, false}, storedRev{8, 0, false}, storedRev{10, 0, false}, storedRev{10, 1, false})
 	checkRev(t, "keys", int64(e.s.Keys()), 4)
-	for rev := int64(9); rev <= 10; rev++ {
-		checkKVs(t, fmt.Sprintf("all at %d", rev), e.all(rev).Kvs, before[rev].Kvs...)
-	}
-	checkKVs(t, "a", e.getAt("a", 9).Kvs, kv("a", "3", 7, 7, 1))
-	checkKVs(t, "c", e.getAt("c", 9).Kvs)
+	checkKVs(t, "all at 10", e.all(10).Kvs, before[10].Kvs...)
+	checkKVs(t, "a", e.getAt("a", 10).Kvs, kv("a", "3", 7, 7, 1))
+	checkKVs(t, "c", e.getAt("c", 10).Kvs)
 	for _, name := range []string{storage.MetaScheduledCompact, storage.MetaFinishedCompact} {
-		if v, ok := e.meta(name); !ok || v != 9 {
+		if v, ok := e.meta(name); !ok || v != 10 {
 			t.Fatalf("%s = %d, %v", name, v, ok)
 		}
 	}
@@ -329,9 +334,10 @@ func (h *history) record(changes []mvcc.Change) {
 	}
 }
 
-// checkStorage checks that storage holds exactly the revisions reads at or
-// after compaction revision c can see: each key's revisions after c, and
-// its newest at or before c unless that is a deletion.
+// checkStorage checks that storage holds exactly the revisions reads and
+// watches at or after compaction revision c can see: each key's revisions
+// after c, and its newest at or before c unless that is a deletion below c
+// (a deletion at c itself stays, for watchers starting at c).
 func (h *history) checkStorage(t *testing.T, e *env, c int64) {
 	t.Helper()
 	var want []storedRev
@@ -344,7 +350,7 @@ func (h *history) checkStorage(t *testing.T, e *env, c int64) {
 				want = append(want, r)
 			}
 		}
-		if last >= 0 && !revs[last].Tomb {
+		if last >= 0 && (!revs[last].Tomb || revs[last].Main == c) {
 			want = append(want, revs[last])
 		}
 	}

@@ -62,7 +62,7 @@ func (ki *keyIndex) at(atRev int64) (rev, bool) {
 
 // compact drops the revisions that no read at or after atRev can see: all
 // revisions older than the newest one at or before atRev, and that one too if
-// it is a tombstone. The dropped revisions are appended to dropped. It reports
+// it is a tombstone below atRev. The dropped revisions are appended to dropped. It reports
 // whether the key has no revisions left.
 func (ki *keyIndex) compact(atRev int64, dropped []rev) ([]rev, bool) {
 	// i: number of revisions at or before atRev.
@@ -71,7 +71,10 @@ func (ki *keyIndex) compact(atRev int64, dropped []rev) ([]rev, bool) {
 		return dropped, false
 	}
 	keep := i - 1
-	if ki.revs[keep].tomb {
+	// A tombstone older than atRev goes with everything before it. One at
+	// exactly atRev stays until a later compaction: a watcher may start
+	// at the compaction revision and must see that deletion.
+	if ki.revs[keep].tomb && ki.revs[keep].main < atRev {
 		keep = i
 	}
 	if keep == 0 {

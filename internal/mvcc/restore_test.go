@@ -97,7 +97,9 @@ func TestRestartAfterCompactingTheNewestRevision(t *testing.T) {
 	if err := e.compact(3); err != nil {
 		t.Fatal(err)
 	}
-	e.checkStored()
+	// The deletion at the compaction revision stays for watchers that
+	// start there.
+	e.checkStored(storedRev{3, 0, true})
 	e.reopen()
 	checkRev(t, "rev", e.s.Rev(), 3)
 	checkRev(t, "compact rev", e.s.CompactRev(), 3)
@@ -225,7 +227,7 @@ func TestRestartScheduledCompactionOfNewestTombstone(t *testing.T) {
 	e.del("a", "")  // 3
 	e.scheduleCompaction(3)
 	e.reopen()
-	e.checkStored()
+	e.checkStored(storedRev{3, 0, true})
 	checkRev(t, "rev", e.s.Rev(), 3)
 	checkRev(t, "compact rev", e.s.CompactRev(), 3)
 	checkRev(t, "next put", e.put("b", "1").Header.Revision, 4)

@@ -69,14 +69,19 @@ type Config struct {
 	// CompactionBatch is the number of revisions deleted per storage batch
 	// by physical compaction. Default 10000.
 	CompactionBatch int
+	// Reclaim, if set, is called after a physical compaction deleted
+	// revisions, with the bytes of values deleted and the key range they
+	// were in, so the storage engine can be asked to give the space back.
+	Reclaim func(deleted int64, lo, hi []byte)
 }
 
 // Store is the MVCC key-value store.
 type Store struct {
-	be     Backend
-	leases LeaseIndex
-	lg     *slog.Logger
-	batchN int
+	be      Backend
+	leases  LeaseIndex
+	reclaim func(deleted int64, lo, hi []byte)
+	lg      *slog.Logger
+	batchN  int
 
 	// mu is held shared by every read and write transaction for its
 	// duration, and exclusively while the index is compacted, so that a
@@ -142,6 +147,7 @@ func New(cfg Config) (*Store, error) {
 	s := &Store{
 		be:          cfg.Backend,
 		leases:      cfg.Leases,
+		reclaim:     cfg.Reclaim,
 		lg:          cfg.Logger.With("component", "mvcc"),
 		batchN:      cfg.CompactionBatch,
 		idx:         newIndex(),

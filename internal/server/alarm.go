@@ -96,13 +96,14 @@ func (s *Server) applyAlarm(b *pebble.Batch, ar *pb.AlarmRequest) (*pb.AlarmResp
 		_, exists := a.m[k]
 		a.m[k] = struct{}{}
 		a.mu.Unlock()
+		// An alarm already raised is answered with, as etcd does.
+		resp.Alarms = []*pb.AlarmMember{{MemberID: k.member, Alarm: k.typ}}
 		if exists {
 			break
 		}
 		if err := b.Set(alarmStorageKey(k), nil, nil); err != nil {
 			return nil, fmt.Errorf("record alarm: %w", err)
 		}
-		resp.Alarms = []*pb.AlarmMember{{MemberID: k.member, Alarm: k.typ}}
 		s.lg.Warn("alarm raised", "alarm", k.typ.String(), "member-id", fmt.Sprintf("%x", k.member))
 	case pb.AlarmRequest_DEACTIVATE:
 		a.mu.Lock()

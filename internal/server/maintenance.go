@@ -48,12 +48,51 @@ func (s *Server) Hash(ctx context.Context) (uint32, error) {
 }
 
 // Defragment has little to do in cairn: deleted data is already given back
-// by the storage engine's background compactions. It asks the engine to
+// by the storage engine's compactions. It asks the engine to flush and
 // compact everything now, which runs beside reads and writes; nothing is
 // blocked while it works.
 func (s *Server) Defragment(ctx context.Context) error {
+	if err := s.db.Flush(); err != nil {
+		return err
+	}
 	lo, _ := storage.PrefixBounds(0)
 	return s.db.CompactRange(ctx, lo, []byte{0xff})
+}
+
+// reclaimSpace follows a physical MVCC compaction that deleted deleted
+// bytes of values in [lo, hi): the deletions are flushed so the storage
+// engine's compaction picker sees them, and when they are a tenth of the
+// state or more, that key range is compacted at once, in the background,
+// so the space comes back without waiting for the engine to get there.
+func (s *Server) reclaimSpace(deleted int64, lo, hi []byte) {
+	if !s.reclaiming.CompareAndSwap(false, true) {
+		return
+	}
+	s.reclaimWG.Add(1)
+	go func() {
+		defer s.reclaimWG.Done()
+		defer s.reclaiming.Store(false)
+		if err := s.db.Flush(); err != nil {
+			s.lg.Warn("flushing after compaction", "err", err)
+			return
+		}
+		total, _ := s.db.Size()
+		if deleted*10 < total {
+			return
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-s.stopping:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		if err := s.db.CompactRange(ctx, lo, hi); err != nil && ctx.Err() == nil {
+			s.lg.Warn("compacting storage after an MVCC compaction", "err", err)
+		}
+	}()
 }
 
 // OpenSnapshot starts a snapshot of the member's state at this instant and

@@ -254,6 +254,10 @@ type Server struct {
 	transport *transport.Transport
 	// confMu serialises membership changes made through this member.
 	confMu sync.Mutex
+	// reclaiming is set while a storage compaction started by
+	// reclaimSpace runs.
+	reclaiming atomic.Bool
+	reclaimWG  sync.WaitGroup
 
 	// authStore holds users, roles and tokens (auth.go).
 	authStore    *auth.Store
@@ -419,7 +423,7 @@ func (s *Server) bootstrap() error {
 	if err := s.lessor.Load(s.db.Pebble()); err != nil {
 		return err
 	}
-	s.kv, err = mvcc.New(mvcc.Config{Backend: s.db.Pebble(), Leases: s.lessor, Logger: s.lg})
+	s.kv, err = mvcc.New(mvcc.Config{Backend: s.db.Pebble(), Leases: s.lessor, Logger: s.lg, Reclaim: s.reclaimSpace})
 	if err != nil {
 		return err
 	}
@@ -472,6 +476,8 @@ func (s *Server) bootstrap() error {
 		s.transport.Stop()
 		s.hub.Stop()
 		s.kv.Close()
+		// No compaction can start a reclaim after the store closed.
+		s.reclaimWG.Wait()
 		return err
 	}
 	s.transport.SetRaft(s.v2.stats.receiver(s.node))
@@ -524,6 +530,8 @@ func (s *Server) Stop() {
 		s.wg.Wait()
 		s.hub.Stop()
 		s.kv.Close()
+		// No compaction can start a reclaim after the store closed.
+		s.reclaimWG.Wait()
 		s.authStore.Close()
 		if err := s.db.Close(); err != nil {
 			s.lg.Warn("closing storage", "err", err)

@@ -197,10 +197,12 @@ func get(g getter, key []byte) ([]byte, bool, error) {
 	return out, true, nil
 }
 
-// Size reports the bytes the database occupies on disk (sstables, WAL,
-// manifests) and an estimate of the bytes live data needs. Computing them
-// walks Pebble's metadata, so the figures are cached for sizeRefresh: the
-// quota check asks on every write.
+// Size reports the bytes the member's state takes and an estimate of the
+// bytes live data needs. Like etcd's db size it leaves out the write-ahead
+// log's files (Pebble keeps a few flushed ones to reuse), but counts the
+// data they hold that is not in tables yet. Computing the figures walks
+// Pebble's metadata, so they are cached for sizeRefresh: the quota check
+// asks on every write.
 func (d *DB) Size() (total, inUse int64) {
 	now := time.Now().UnixNano()
 	if now-d.sizeAt.Load() < int64(sizeRefresh) {
@@ -212,16 +214,30 @@ func (d *DB) Size() (total, inUse int64) {
 		return d.sizeTotal.Load(), d.sizeInUse.Load()
 	}
 	m := d.db.Metrics()
-	total = int64(m.DiskSpaceUsage())
+	tables := m.Table.Local.LiveSize + m.Table.Local.ObsoleteSize + m.Table.Local.ZombieSize +
+		m.BlobFiles.Local.LiveSize + m.BlobFiles.Local.ObsoleteSize + m.BlobFiles.Local.ZombieSize
+	total = int64(tables + m.WAL.Size)
 	live, err := d.db.EstimateDiskUsage([]byte{0}, []byte{0xff})
 	if err != nil {
-		live = uint64(total)
+		live = tables
 	}
-	inUse = min(int64(live)+int64(m.MemTable.Size), total)
+	inUse = min(int64(live+m.WAL.Size), total)
 	d.sizeTotal.Store(total)
 	d.sizeInUse.Store(inUse)
 	d.sizeAt.Store(time.Now().UnixNano())
 	return total, inUse
+}
+
+// DiskUsage returns the bytes the database occupies on disk, everything
+// included.
+func (d *DB) DiskUsage() int64 { return int64(d.db.Metrics().DiskSpaceUsage()) }
+
+// Flush writes the memtable out to a table.
+func (d *DB) Flush() error {
+	if err := d.db.Flush(); err != nil {
+		return fmt.Errorf("storage: flush: %w", err)
+	}
+	return nil
 }
 
 // sizeRefresh is how long Size may answer from its cache.

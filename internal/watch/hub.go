@@ -94,7 +94,9 @@ type watcher struct {
 	id       int64
 	key, end []byte // end nil: one key; empty: every key from key on
 	// nextRev is the revision of the first event this watcher still needs.
-	nextRev      int64
+	nextRev int64
+	// startRev is the start revision the watcher asked for (0: none).
+	startRev     int64
 	noPut, noDel bool
 	stream       *Stream
 	synced       bool
@@ -391,7 +393,9 @@ func (h *Hub) syncOnce() bool {
 				evs = append(evs, ev)
 			}
 		}
-		if len(evs) > 0 && !w.stream.trySend(Response{WatchID: w.id, Events: evs, Revision: upTo}) {
+		// Each catch-up response carries the revision the hub was at when
+		// the round began, as etcd's do.
+		if len(evs) > 0 && !w.stream.trySend(Response{WatchID: w.id, Events: evs, Revision: target}) {
 			continue // still full: try again next round
 		}
 		w.nextRev = upTo + 1

@@ -271,17 +271,24 @@ func TestFutureStartAndProgress(t *testing.T) {
 	if _, _, err := s.Watch(WatchOptions{Key: []byte("k"), StartRev: 4}); err != nil {
 		t.Fatal(err)
 	}
-	if !s.RequestProgress() {
-		t.Fatal("progress refused with every watcher synced")
-	}
-	if r := recv(t, s); r.WatchID != InvalidWatchID || r.Revision != 1 {
-		t.Fatalf("progress: %+v", r)
+	// As in etcd, no progress before a watcher reached its start revision.
+	if s.RequestProgress() {
+		t.Fatal("progress sent for a watcher still waiting for its start revision")
 	}
 	h.Notify(src.write("k", "2")) // rev 2: before the start
 	h.Notify(src.write("k", "3")) // rev 3: before the start
 	h.Notify(src.write("k", "4")) // rev 4
 	if r := recv(t, s); evString(r.Events) != "PUT k@4;" {
 		t.Fatalf("future start: %q", evString(r.Events))
+	}
+	if !s.RequestProgress() {
+		t.Fatal("progress refused with every watcher synced")
+	}
+	if r := recv(t, s); r.WatchID != InvalidWatchID || r.Revision != 4 {
+		t.Fatalf("progress: %+v", r)
+	}
+	if h.NewStream().RequestProgress() {
+		t.Fatal("progress sent on a stream without watchers")
 	}
 	// An unsynced watcher blocks stream-wide progress.
 	if _, _, err := s.Watch(WatchOptions{Key: []byte("k"), StartRev: 2}); err != nil {

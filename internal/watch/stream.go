@@ -84,11 +84,12 @@ func (s *Stream) Watch(o WatchOptions) (int64, int64, error) {
 		return InvalidWatchID, 0, ErrDuplicateID
 	}
 	w := &watcher{
-		id:     id,
-		key:    append([]byte(nil), o.Key...),
-		noPut:  o.NoPut,
-		noDel:  o.NoDelete,
-		stream: s,
+		id:       id,
+		startRev: o.StartRev,
+		key:      append([]byte(nil), o.Key...),
+		noPut:    o.NoPut,
+		noDel:    o.NoDelete,
+		stream:   s,
 	}
 	if o.End != nil {
 		w.end = append([]byte{}, o.End...)
@@ -130,20 +131,27 @@ func (s *Stream) dropLocked(w *watcher) {
 }
 
 // RequestProgress queues a progress notification for the whole stream (watch
-// ID -1) at the hub's revision, if every watcher of the stream is synced;
-// otherwise it does nothing, as etcd does, since an unsynced watcher has
-// not seen everything up to that revision. It reports whether it queued
-// one.
+// ID -1) at the hub's revision, if the stream has watchers and every one of
+// them is synced and has reached its start revision; otherwise it does
+// nothing, as etcd does, since such a watcher has not seen everything up to
+// that revision. It reports whether it queued one.
 func (s *Stream) RequestProgress() bool {
 	h := s.hub
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if len(s.watchers) == 0 {
+		return false
+	}
 	for _, w := range s.watchers {
-		if !w.synced {
+		if !progressable(w, h.rev) {
 			return false
 		}
 	}
 	return s.trySend(Response{WatchID: InvalidWatchID, Revision: h.rev})
+}
+
+func progressable(w *watcher, rev int64) bool {
+	return w.synced && rev >= w.startRev
 }
 
 // RequestWatcherProgress queues a progress notification for watcher id if
@@ -153,7 +161,7 @@ func (s *Stream) RequestWatcherProgress(id int64) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	w := s.watchers[id]
-	if w == nil || !w.synced {
+	if w == nil || !progressable(w, h.rev) {
 		return false
 	}
 	return s.trySend(Response{WatchID: id, Revision: h.rev})

@@ -6,6 +6,8 @@ import (
 	"io"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/cairn-io/cairn/internal/mvcc"
 )
 
 // Leases is what the Lease service needs from a member.
@@ -45,8 +47,13 @@ func (s *leaseServer) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest)
 	return resp, nil
 }
 
+// LeaseTimeToLive answers TTL -1 for a lease that does not exist (never
+// granted, revoked or expired), as etcd does, rather than an error.
 func (s *leaseServer) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
 	resp, err := s.l.LeaseTimeToLive(ctx, r)
+	if errors.Is(err, mvcc.ErrLeaseNotFound) {
+		resp, err = &pb.LeaseTimeToLiveResponse{Header: &pb.ResponseHeader{}, ID: r.ID, TTL: -1}, nil
+	}
 	if err != nil {
 		return nil, toGRPCError(err)
 	}

@@ -101,9 +101,8 @@ func (s *maintenanceServer) Defragment(ctx context.Context, r *pb.DefragmentRequ
 	if err := s.m.Defragment(ctx); err != nil {
 		return nil, toGRPCError(err)
 	}
-	resp := &pb.DefragmentResponse{Header: &pb.ResponseHeader{}}
-	s.hdr.fill(resp.Header)
-	return resp, nil
+	// etcd's Defragment response carries no header.
+	return &pb.DefragmentResponse{}, nil
 }
 
 // snapshotChunk is the blob size of one Snapshot response.

@@ -109,10 +109,12 @@ func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
 	}
 }
 
+// header returns a response header with exactly revision rev: unlike the
+// unary services, a watch response never has its revision filled in (etcd
+// sends 0 with a compaction cancel).
 func (ws *watchStream) header(rev int64) *pb.ResponseHeader {
-	h := &pb.ResponseHeader{Revision: rev}
-	ws.srv.hdr.fill(h)
-	return h
+	m := ws.srv.hdr.m
+	return &pb.ResponseHeader{ClusterId: m.ClusterID(), MemberId: m.ID(), RaftTerm: m.Term(), Revision: rev}
 }
 
 func (ws *watchStream) sendCtrl(r *pb.WatchResponse) bool {
@@ -147,7 +149,7 @@ func (ws *watchStream) recvLoop() error {
 			}
 			id := u.CancelRequest.WatchId
 			if err := ws.hs.Cancel(id); err == nil {
-				if !ws.sendCtrl(&pb.WatchResponse{Header: ws.header(0), WatchId: id, Canceled: true}) {
+				if !ws.sendCtrl(&pb.WatchResponse{Header: ws.header(ws.srv.w.Hub().Rev()), WatchId: id, Canceled: true}) {
 					return nil
 				}
 				ws.mu.Lock()
@@ -173,7 +175,7 @@ func (ws *watchStream) create(cr *pb.WatchCreateRequest) bool {
 	}
 	if cr.StartRevision < 0 {
 		return ws.sendCtrl(&pb.WatchResponse{
-			Header: ws.header(0), WatchId: watch.InvalidWatchID,
+			Header: ws.header(ws.srv.w.Hub().Rev()), WatchId: watch.InvalidWatchID,
 			Created: true, Canceled: true, CancelReason: rpctypes.ErrCompacted.Error(),
 		})
 	}
@@ -187,7 +189,7 @@ func (ws *watchStream) create(cr *pb.WatchCreateRequest) bool {
 	}
 	if err := checkWatch(ws.srv.w, ws.grpc.Context(), key, cr.RangeEnd); err != nil {
 		return ws.sendCtrl(&pb.WatchResponse{
-			Header: ws.header(0), WatchId: watch.InvalidWatchID,
+			Header: ws.header(ws.srv.w.Hub().Rev()), WatchId: watch.InvalidWatchID,
 			Created: true, Canceled: true, CancelReason: watchCancelReason(err),
 		})
 	}
@@ -308,7 +310,9 @@ func (ws *watchStream) send(wr *pb.WatchResponse) error {
 	ws.mu.Lock()
 	frag := ws.fragment[wr.WatchId]
 	ws.mu.Unlock()
-	limit := ws.srv.cfg.MaxRequestBytes
+	// etcd fragments at the largest message gRPC accepts, the request
+	// limit plus its overhead allowance.
+	limit := ws.srv.cfg.MaxRequestBytes + grpcOverheadBytes
 	if !frag || wr.Size() < limit || len(wr.Events) < 2 {
 		return ws.grpc.Send(wr)
 	}
