@@ -31,6 +31,7 @@ type serveFlags struct {
 	initialClusterState      string
 	initialClusterToken      string
 	snapshotCount            uint64
+	snapshotCatchUpEntries   uint64
 	quotaBackendBytes        int64
 	maxRequestBytes          uint
 	maxTxnOps                uint
@@ -85,6 +86,7 @@ too, so existing etcd units work. A flag on the command line wins.`,
 	fs.StringVar(&f.initialClusterState, "initial-cluster-state", "new", "Initial cluster state ('new' or 'existing').")
 	fs.StringVar(&f.initialClusterToken, "initial-cluster-token", server.DefaultInitialClusterToken, "Initial cluster token for the cluster during bootstrap.")
 	fs.Uint64Var(&f.snapshotCount, "snapshot-count", server.DefaultSnapshotCount, "Number of committed transactions to trigger a snapshot (raft log truncation).")
+	fs.Uint64Var(&f.snapshotCatchUpEntries, "snapshot-catchup-entries", server.DefaultSnapshotCatchUpEntries, "Number of entries for a slow follower to catch up after compacting the raft log.")
 	fs.Int64Var(&f.quotaBackendBytes, "quota-backend-bytes", 0, "Raise alarms when backend size exceeds the given quota. 0 means use the default quota (2 GiB).")
 	fs.UintVar(&f.maxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "Maximum client request size in bytes the server will accept.")
 	fs.UintVar(&f.maxTxnOps, "max-txn-ops", server.DefaultMaxTxnOps, "Maximum number of operations permitted in a transaction.")
@@ -191,6 +193,10 @@ func (f *serveFlags) config(fs *pflag.FlagSet) (embed.Config, error) {
 		return cfg, errors.New("invalid value 0 for flag --snapshot-count: must be positive")
 	}
 	m.SnapshotCount = f.snapshotCount
+	if f.snapshotCatchUpEntries == 0 {
+		return cfg, errors.New("invalid value 0 for flag --snapshot-catchup-entries: must be positive")
+	}
+	m.SnapshotCatchUpEntries = f.snapshotCatchUpEntries
 	m.QuotaBackendBytes = f.quotaBackendBytes
 	if f.quotaBackendBytes < 0 {
 		return cfg, fmt.Errorf("invalid value %d for flag --quota-backend-bytes: must not be negative", f.quotaBackendBytes)

@@ -511,6 +511,8 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		if err := n.ms.ApplySnapshot(rd.Snapshot); err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {
 			return fmt.Errorf("install snapshot: %w", err)
 		}
+		// The snapshot carries the configuration.
+		n.updateVoters(n.rn.Status().Config.Voters.IDs())
 	}
 	if !raft.IsEmptyHardState(rd.HardState) {
 		if err := n.ms.SetHardState(rd.HardState); err != nil {

@@ -265,7 +265,7 @@ func (s *Server) PeerHandler() http.Handler {
 		mux.Handle(transport.SnapshotPath, th)
 	}
 	mux.HandleFunc("/members", s.serveMembers)
-	mux.HandleFunc("/members/promote/", s.servePromote)
+	mux.HandleFunc(memberChangePath, s.serveMemberChange)
 	mux.HandleFunc(leaseRenewPath, s.serveLeaseRenew)
 	mux.HandleFunc(leaseTTLPath, s.serveLeaseTTL)
 	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
@@ -370,54 +370,122 @@ func (s *Server) join() error {
 	return nil
 }
 
-// Member changes. One at a time per member, so that a second change is
-// refused at once rather than dropped by raft after a timeout.
+// Member changes are decided on the leader, which knows which members are
+// up (they answer its heartbeats) and how far a learner is; a follower
+// forwards them. The leader makes one change at a time, so that a second is
+// refused at once rather than dropped by raft after a timeout. The checks
+// are etcd's strict reconfiguration checks.
+
+// healthInterval is how long a member must have been connected to count
+// as active for a membership change, as in etcd.
+const healthInterval = 5 * time.Second
+
+// memberChange is a membership change, as forwarded to the leader.
+type memberChange struct {
+	Op        string   `json:"op"` // add, remove, update, promote
+	ID        uint64   `json:"id,omitempty"`
+	PeerURLs  []string `json:"peerURLs,omitempty"`
+	IsLearner bool     `json:"isLearner,omitempty"`
+}
+
+type memberChangeResult struct {
+	Member  membership.Member   `json:"member"`
+	Members []membership.Member `json:"members"`
+}
 
 // MemberAdd adds a member (a learner if isLearner) and returns it with the
 // new member list.
 func (s *Server) MemberAdd(ctx context.Context, peerURLs []string, isLearner bool) (membership.Member, []membership.Member, error) {
-	s.confMu.Lock()
-	defer s.confMu.Unlock()
-	for _, u := range peerURLs {
-		if err := membership.ValidateURL(u); err != nil {
-			return membership.Member{}, nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
-		}
-	}
-	now := time.Now()
-	m := membership.Member{ID: membership.MemberID(peerURLs, "", &now), PeerURLs: peerURLs, IsLearner: isLearner}
-	if err := s.cluster.CheckAdd(m); err != nil {
-		return m, nil, err
-	}
-	members := s.cluster.Members()
-	if isLearner {
-		n := 0
-		for _, x := range members {
-			if x.IsLearner {
-				n++
-			}
-		}
-		if n >= maxLearners {
-			return m, nil, membership.ErrTooManyLearners
-		}
-	} else if !s.enoughStartedAfterAdd(members) {
-		return m, nil, ErrNotEnoughStartedMembers
-	}
-	typ := raftpb.ConfChangeAddNode
-	if isLearner {
-		typ = raftpb.ConfChangeAddLearnerNode
-	}
-	if err := s.proposeConfChange(ctx, typ, m); err != nil {
-		return m, nil, err
-	}
-	return m, s.cluster.Members(), nil
+	res, err := s.changeMembers(ctx, memberChange{Op: "add", PeerURLs: peerURLs, IsLearner: isLearner})
+	return res.Member, res.Members, err
 }
 
-// enoughStartedAfterAdd: adding an unstarted voter must leave a quorum of
-// started voters (etcd's strict reconfiguration check).
-func (s *Server) enoughStartedAfterAdd(members []membership.Member) bool {
-	voters, started := 1, 0 // the new member counts as an unstarted voter
-	for _, m := range members {
-		if m.IsLearner {
+// MemberRemove removes a member.
+func (s *Server) MemberRemove(ctx context.Context, id uint64) ([]membership.Member, error) {
+	res, err := s.changeMembers(ctx, memberChange{Op: "remove", ID: id})
+	return res.Members, err
+}
+
+// MemberUpdate changes a member's peer URLs.
+func (s *Server) MemberUpdate(ctx context.Context, id uint64, peerURLs []string) ([]membership.Member, error) {
+	res, err := s.changeMembers(ctx, memberChange{Op: "update", ID: id, PeerURLs: peerURLs})
+	return res.Members, err
+}
+
+// MemberPromote turns a learner that has caught up into a voter.
+func (s *Server) MemberPromote(ctx context.Context, id uint64) ([]membership.Member, error) {
+	res, err := s.changeMembers(ctx, memberChange{Op: "promote", ID: id})
+	return res.Members, err
+}
+
+func (s *Server) changeMembers(ctx context.Context, c memberChange) (memberChangeResult, error) {
+	for _, u := range c.PeerURLs {
+		if err := membership.ValidateURL(u); err != nil {
+			return memberChangeResult{}, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		}
+	}
+	if !s.IsLeader() {
+		return s.forwardMemberChange(ctx, c)
+	}
+	s.confMu.Lock()
+	defer s.confMu.Unlock()
+	var res memberChangeResult
+	var err error
+	switch c.Op {
+	case "add":
+		res.Member, err = s.addMember(ctx, c.PeerURLs, c.IsLearner)
+	case "remove":
+		err = s.removeMember(ctx, c.ID)
+	case "update":
+		err = s.updateMember(ctx, c.ID, c.PeerURLs)
+	case "promote":
+		err = s.promoteMember(ctx, c.ID)
+	default:
+		err = fmt.Errorf("%w: unknown member change %q", ErrBadRequest, c.Op)
+	}
+	if err != nil {
+		return res, err
+	}
+	res.Members = s.cluster.Members()
+	return res, nil
+}
+
+func (s *Server) memberOrErr(id uint64) (membership.Member, error) {
+	m, ok := s.cluster.Member(id)
+	if ok {
+		return m, nil
+	}
+	if s.cluster.IsRemoved(id) {
+		return m, membership.ErrIDRemoved
+	}
+	return m, membership.ErrIDNotFound
+}
+
+// connectedSince reports whether member id has been connected to this
+// member (the leader) since t.
+func (s *Server) connectedSince(id uint64, t time.Time) bool {
+	if id == s.id {
+		return true
+	}
+	since := s.transport.ActiveSince(id)
+	return !since.IsZero() && !since.After(t)
+}
+
+func (s *Server) voters() []membership.Member {
+	var out []membership.Member
+	for _, m := range s.cluster.Members() {
+		if !m.IsLearner {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// startedVoters counts the voting members that have published their
+// attributes (they have run), not counting except.
+func (s *Server) startedVoters(except uint64) (started, voters int) {
+	for _, m := range s.voters() {
+		if m.ID == except {
 			continue
 		}
 		voters++
@@ -425,97 +493,109 @@ func (s *Server) enoughStartedAfterAdd(members []membership.Member) bool {
 			started++
 		}
 	}
-	return started >= voters/2+1
+	return started, voters
 }
 
-// MemberRemove removes a member.
-func (s *Server) MemberRemove(ctx context.Context, id uint64) ([]membership.Member, error) {
-	s.confMu.Lock()
-	defer s.confMu.Unlock()
-	m, ok := s.cluster.Member(id)
-	if !ok {
-		if s.cluster.IsRemoved(id) {
-			return nil, membership.ErrIDRemoved
+func (s *Server) addMember(ctx context.Context, peerURLs []string, isLearner bool) (membership.Member, error) {
+	now := time.Now()
+	m := membership.Member{ID: membership.MemberID(peerURLs, "", &now), PeerURLs: peerURLs, IsLearner: isLearner}
+	if err := s.cluster.CheckAdd(m); err != nil {
+		return m, err
+	}
+	if isLearner {
+		n := 0
+		for _, x := range s.cluster.Members() {
+			if x.IsLearner {
+				n++
+			}
 		}
-		return nil, membership.ErrIDNotFound
+		if n >= maxLearners {
+			return m, membership.ErrTooManyLearners
+		}
+	} else {
+		// The new voter counts as not started: the started voters must
+		// still make a quorum of the larger cluster.
+		started, voters := s.startedVoters(0)
+		if started < (voters+1)/2+1 {
+			return m, ErrNotEnoughStartedMembers
+		}
 	}
-	if !m.IsLearner && !s.quorumActiveAfterRemove(id) {
-		return nil, ErrNotEnoughStartedMembers
+	// Every voter must be up: adding to a cluster with a member down can
+	// leave it without a quorum.
+	since := now.Add(-healthInterval)
+	for _, v := range s.voters() {
+		if !s.connectedSince(v.ID, since) {
+			return m, ErrUnhealthy
+		}
 	}
-	if err := s.proposeConfChange(ctx, raftpb.ConfChangeRemoveNode, m); err != nil {
-		return nil, err
+	typ := raftpb.ConfChangeAddNode
+	if isLearner {
+		typ = raftpb.ConfChangeAddLearnerNode
 	}
-	return s.cluster.Members(), nil
+	return m, s.proposeConfChange(ctx, typ, m)
 }
 
-// quorumActiveAfterRemove: the voters left after removing id must include
-// a quorum this member can reach (itself, and peers whose stream is up).
-func (s *Server) quorumActiveAfterRemove(id uint64) bool {
-	voters, active := 0, 0
-	for _, m := range s.cluster.Members() {
-		if m.ID == id || m.IsLearner {
-			continue
-		}
-		voters++
-		if m.ID == s.id || (s.transport != nil && !s.transport.ActiveSince(m.ID).IsZero()) {
-			active++
-		}
-	}
-	return voters == 0 || active >= voters/2+1
-}
-
-// MemberUpdate changes a member's peer URLs.
-func (s *Server) MemberUpdate(ctx context.Context, id uint64, peerURLs []string) ([]membership.Member, error) {
-	s.confMu.Lock()
-	defer s.confMu.Unlock()
-	for _, u := range peerURLs {
-		if err := membership.ValidateURL(u); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
-		}
-	}
-	m, ok := s.cluster.Member(id)
-	if !ok {
-		if s.cluster.IsRemoved(id) {
-			return nil, membership.ErrIDRemoved
-		}
-		return nil, membership.ErrIDNotFound
-	}
-	m.PeerURLs = peerURLs
-	if err := s.cluster.CheckPeerURLs(id, peerURLs); err != nil {
-		return nil, err
-	}
-	if err := s.proposeConfChange(ctx, raftpb.ConfChangeUpdateNode, m); err != nil {
-		return nil, err
-	}
-	return s.cluster.Members(), nil
-}
-
-// MemberPromote turns a learner that has caught up into a voter. Only the
-// leader knows how far the learner is, so a follower forwards the request.
-func (s *Server) MemberPromote(ctx context.Context, id uint64) ([]membership.Member, error) {
-	if !s.IsLeader() {
-		return s.forwardPromote(ctx, id)
-	}
-	s.confMu.Lock()
-	defer s.confMu.Unlock()
-	m, ok := s.cluster.Member(id)
-	if !ok {
-		if s.cluster.IsRemoved(id) {
-			return nil, membership.ErrIDRemoved
-		}
-		return nil, membership.ErrIDNotFound
+func (s *Server) removeMember(ctx context.Context, id uint64) error {
+	m, err := s.memberOrErr(id)
+	if err != nil {
+		return err
 	}
 	if !m.IsLearner {
-		return nil, membership.ErrNotLearner
+		started, voters := s.startedVoters(id)
+		if started < voters/2+1 {
+			return ErrNotEnoughStartedMembers
+		}
+		// A member that is down can go: it is not part of the active
+		// quorum. Removing a live one must leave a live quorum.
+		if id == s.id || !s.transport.ActiveSince(id).IsZero() {
+			since := time.Now().Add(-healthInterval)
+			all := s.voters()
+			active := 0
+			for _, v := range all {
+				if s.connectedSince(v.ID, since) {
+					active++
+				}
+			}
+			if active-1 < (len(all)-1)/2+1 {
+				return ErrUnhealthy
+			}
+		}
+	}
+	return s.proposeConfChange(ctx, raftpb.ConfChangeRemoveNode, m)
+}
+
+func (s *Server) updateMember(ctx context.Context, id uint64, peerURLs []string) error {
+	m, err := s.memberOrErr(id)
+	if err != nil {
+		return err
+	}
+	if err := s.cluster.CheckPeerURLs(id, peerURLs); err != nil {
+		return err
+	}
+	m.PeerURLs = peerURLs
+	return s.proposeConfChange(ctx, raftpb.ConfChangeUpdateNode, m)
+}
+
+func (s *Server) promoteMember(ctx context.Context, id uint64) error {
+	m, err := s.memberOrErr(id)
+	if err != nil {
+		return err
+	}
+	if !m.IsLearner {
+		return membership.ErrNotLearner
 	}
 	if !s.learnerReady(id) {
-		return nil, ErrLearnerNotReady
+		return ErrLearnerNotReady
+	}
+	started, voters := s.startedVoters(0)
+	if m.Name != "" {
+		started++
+	}
+	if started < (voters+1)/2+1 {
+		return ErrNotEnoughStartedMembers
 	}
 	m.IsLearner = false
-	if err := s.proposeConfChange(ctx, raftpb.ConfChangeAddNode, m); err != nil {
-		return nil, err
-	}
-	return s.cluster.Members(), nil
+	return s.proposeConfChange(ctx, raftpb.ConfChangeAddNode, m)
 }
 
 // learnerReady: the learner's log reaches at least 90% of the leader's, as

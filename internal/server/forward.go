@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -192,62 +191,87 @@ func (s *Server) serveLeaseTTL(w http.ResponseWriter, r *http.Request) {
 	w.Write(out)
 }
 
-// promoteErrors maps promotion failures to HTTP statuses and back.
-var promoteErrors = []struct {
-	err  error
-	code int
-}{
-	{membership.ErrIDNotFound, http.StatusNotFound},
-	{membership.ErrIDRemoved, http.StatusGone},
-	{membership.ErrNotLearner, http.StatusConflict},
-	{ErrLearnerNotReady, http.StatusPreconditionFailed},
+// memberChangeErrors names the errors a membership change can end with,
+// so a forwarded change fails on the follower with the leader's error.
+var memberChangeErrors = map[string]error{
+	"id-not-found":       membership.ErrIDNotFound,
+	"id-removed":         membership.ErrIDRemoved,
+	"id-exists":          membership.ErrIDExists,
+	"peer-url-exists":    membership.ErrPeerURLExists,
+	"not-learner":        membership.ErrNotLearner,
+	"too-many-learners":  membership.ErrTooManyLearners,
+	"learner-not-ready":  ErrLearnerNotReady,
+	"not-enough-started": ErrNotEnoughStartedMembers,
+	"unhealthy":          ErrUnhealthy,
+	"timeout":            ErrTimeout,
+	"no-leader":          ErrNoLeader,
+	"not-leader":         ErrNotLeader,
+	"bad-request":        ErrBadRequest,
+	"stopped":            ErrStopped,
 }
 
-func (s *Server) servePromote(w http.ResponseWriter, r *http.Request) {
+type memberChangeError struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+const memberChangePath = "/members/change"
+
+func (s *Server) serveMemberChange(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	id, err := strconv.ParseUint(strings.TrimPrefix(r.URL.Path, "/members/promote/"), 16, 64)
-	if err != nil {
-		http.Error(w, "bad member ID", http.StatusBadRequest)
+	var c memberChange
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&c); err != nil {
+		http.Error(w, "bad member change: "+err.Error(), http.StatusBadRequest)
 		return
 	}
 	if !s.IsLeader() {
 		http.Error(w, ErrNotLeader.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	members, err := s.MemberPromote(r.Context(), id)
+	res, err := s.changeMembers(r.Context(), c)
+	w.Header().Set("Content-Type", "application/json")
 	if err != nil {
-		for _, pe := range promoteErrors {
-			if errors.Is(err, pe.err) {
-				http.Error(w, err.Error(), pe.code)
-				return
+		name := ""
+		for n, e := range memberChangeErrors {
+			if errors.Is(err, e) {
+				name = n
 			}
 		}
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		w.WriteHeader(http.StatusConflict)
+		json.NewEncoder(w).Encode(memberChangeError{Error: name, Message: err.Error()})
 		return
 	}
-	json.NewEncoder(w).Encode(members)
+	json.NewEncoder(w).Encode(res)
 }
 
-func (s *Server) forwardPromote(ctx context.Context, id uint64) ([]membership.Member, error) {
-	code, out, err := s.forward(ctx, "/members/promote/"+strconv.FormatUint(id, 16), nil)
+func (s *Server) forwardMemberChange(ctx context.Context, c memberChange) (memberChangeResult, error) {
+	body, err := json.Marshal(c)
 	if err != nil {
-		return nil, err
+		return memberChangeResult{}, err
 	}
-	if code == http.StatusOK {
-		var members []membership.Member
-		if err := json.Unmarshal(out, &members); err != nil {
-			return nil, err
+	code, out, err := s.forward(ctx, memberChangePath, body)
+	if err != nil {
+		return memberChangeResult{}, err
+	}
+	switch code {
+	case http.StatusOK:
+		var res memberChangeResult
+		if err := json.Unmarshal(out, &res); err != nil {
+			return res, fmt.Errorf("member change on the leader: %w", err)
 		}
-		return members, nil
-	}
-	for _, pe := range promoteErrors {
-		if code == pe.code {
-			return nil, pe.err
+		return res, nil
+	case http.StatusConflict:
+		var e memberChangeError
+		if err := json.Unmarshal(out, &e); err == nil {
+			if known, ok := memberChangeErrors[e.Error]; ok {
+				return memberChangeResult{}, known
+			}
+			return memberChangeResult{}, errors.New(e.Message)
 		}
 	}
-	return nil, fmt.Errorf("promoting member %x on the leader: %s", id, strings.TrimSpace(string(out)))
+	return memberChangeResult{}, fmt.Errorf("member change on the leader: %s", strings.TrimSpace(string(out)))
 }

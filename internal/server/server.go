@@ -191,9 +191,6 @@ func (c *Config) validate() error {
 	if c.ElectionTimeout > 50*time.Second {
 		return fmt.Errorf("%w: --election-timeout (%v) must be at most 50s", ErrBadConfig, c.ElectionTimeout)
 	}
-	if c.SnapshotCatchUpEntries > c.SnapshotCount {
-		c.SnapshotCatchUpEntries = c.SnapshotCount
-	}
 	if _, _, err := parseAutoCompaction(c.AutoCompactionMode, c.AutoCompactionRetention); err != nil {
 		return err
 	}
@@ -437,6 +434,9 @@ func (s *Server) bootstrap() error {
 		Snapshots: peerSnapshots{s},
 		IsRemoved: s.cluster.IsRemoved,
 		OnRemoved: s.onRemoved,
+		// A member that answers no heartbeat for a few election timeouts
+		// no longer counts as up for membership changes.
+		IdleTimeout: 3 * cfg.ElectionTimeout,
 		Client:    s.transportClient(),
 		Logger:    s.lg,
 	})

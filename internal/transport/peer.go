@@ -60,7 +60,6 @@ type peer struct {
 	mu       sync.Mutex
 	urls     []string
 	next     int // index of the URL to try next
-	since    time.Time
 	stopc    chan struct{}
 	stopOnce sync.Once
 }
@@ -100,22 +99,6 @@ func (p *peer) rotate() {
 	p.mu.Unlock()
 }
 
-func (p *peer) setActive(on bool) {
-	p.mu.Lock()
-	if on {
-		p.since = time.Now()
-	} else {
-		p.since = time.Time{}
-	}
-	p.mu.Unlock()
-}
-
-func (p *peer) activeSince() time.Time {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.since
-}
-
 func (p *peer) stop() { p.stopOnce.Do(func() { close(p.stopc) }) }
 
 func (p *peer) newRequest(ctx context.Context, path string, body io.Reader) (*http.Request, error) {
@@ -141,7 +124,6 @@ func (p *peer) streamLoop() {
 	backoff := minBackoff
 	for {
 		err := p.stream()
-		p.setActive(false)
 		select {
 		case <-p.stopc:
 			return
@@ -203,7 +185,6 @@ func (p *peer) stream() error {
 	}()
 	defer pw.Close()
 	bw := bufio.NewWriterSize(pw, 64<<10)
-	connected := false
 	for {
 		select {
 		case <-p.stopc:
@@ -238,10 +219,6 @@ func (p *peer) stream() error {
 				return err
 			}
 			metricSent.Add(float64(n))
-			if !connected {
-				connected = true
-				p.setActive(true)
-			}
 		}
 	}
 }

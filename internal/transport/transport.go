@@ -84,6 +84,9 @@ type Config struct {
 	Client *http.Client
 	// QueueLength bounds each peer's queue of unsent messages. Default 4096.
 	QueueLength int
+	// IdleTimeout is how long a peer may stay silent before it no longer
+	// counts as active (see ActiveSince). Default 3s.
+	IdleTimeout time.Duration
 	Logger      *slog.Logger
 }
 
@@ -96,7 +99,14 @@ type Transport struct {
 	peers map[uint64]*peer
 	done  chan struct{}
 	wg    sync.WaitGroup
+
+	// Inbound activity per member: since when messages have kept coming
+	// (with no gap longer than IdleTimeout), and when the last one came.
+	seenMu sync.Mutex
+	seen   map[uint64]activity
 }
+
+type activity struct{ since, last time.Time }
 
 // New returns a transport with no peers.
 func New(cfg Config) *Transport {
@@ -105,6 +115,9 @@ func New(cfg Config) *Transport {
 	}
 	if cfg.QueueLength <= 0 {
 		cfg.QueueLength = 4096
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 3 * time.Second
 	}
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Transport: &http.Transport{
@@ -120,7 +133,8 @@ func New(cfg Config) *Transport {
 	if cfg.OnRemoved == nil {
 		cfg.OnRemoved = func() {}
 	}
-	return &Transport{cfg: cfg, lg: cfg.Logger.With("component", "transport"), peers: map[uint64]*peer{}, done: make(chan struct{})}
+	return &Transport{cfg: cfg, lg: cfg.Logger.With("component", "transport"), peers: map[uint64]*peer{},
+		done: make(chan struct{}), seen: map[uint64]activity{}}
 }
 
 // SetRaft sets the node messages are delivered to (the node is created
@@ -199,16 +213,30 @@ func (t *Transport) Peers() []uint64 {
 	return out
 }
 
-// ActiveSince returns when the stream to member id last connected, or the
-// zero time if it is not connected now.
+// ActiveSince returns since when member id has been sending messages to
+// this member without a silence longer than IdleTimeout, or the zero time if
+// it is silent now. On the leader every member answers heartbeats, so this
+// is the leader's view of who is up.
 func (t *Transport) ActiveSince(id uint64) time.Time {
-	t.mu.RLock()
-	p := t.peers[id]
-	t.mu.RUnlock()
-	if p == nil {
+	t.seenMu.Lock()
+	defer t.seenMu.Unlock()
+	a, ok := t.seen[id]
+	if !ok || time.Since(a.last) > t.cfg.IdleTimeout {
 		return time.Time{}
 	}
-	return p.activeSince()
+	return a.since
+}
+
+func (t *Transport) sawFrom(id uint64) {
+	now := time.Now()
+	t.seenMu.Lock()
+	a := t.seen[id]
+	if a.last.IsZero() || now.Sub(a.last) > t.cfg.IdleTimeout {
+		a.since = now
+	}
+	a.last = now
+	t.seen[id] = a
+	t.seenMu.Unlock()
 }
 
 // Stop stops every peer.
@@ -324,6 +352,7 @@ func (t *Transport) serveStream(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		metricReceived.Inc()
+		t.sawFrom(from)
 		t.cfg.Raft.Step(m)
 	}
 }
