@@ -105,13 +105,20 @@ func buildAll(ctx context.Context, o *options, repo string, logf func(string, ..
 				return nil, err
 			}
 		}
-		cmd := exec.CommandContext(ctx, "go", "build", "-buildvcs=false", "-o", out, b.pkg)
+		// Build under a private name and rename it into place: another
+		// run may be executing the previous binary.
+		tmp := fmt.Sprintf("%s.%d.tmp", out, os.Getpid())
+		cmd := exec.CommandContext(ctx, "go", "build", "-buildvcs=false", "-o", tmp, b.pkg)
 		cmd.Dir = filepath.Join(src, b.subdir)
 		// The nested modules build with their own go.mod even when a
 		// go.work exists further up.
 		cmd.Env = append(os.Environ(), "GOWORK=off")
 		if msg, err := cmd.CombinedOutput(); err != nil {
+			os.Remove(tmp)
 			return nil, fmt.Errorf("go build %s in %s: %w\n%s", b.pkg, cmd.Dir, err, msg)
+		}
+		if err := os.Rename(tmp, out); err != nil {
+			return nil, err
 		}
 		logf("built %s in %v", b.name, time.Since(start).Round(time.Millisecond))
 		paths[b.name] = out

@@ -407,8 +407,8 @@ func groupThousands(n int64) string {
 	return s
 }
 
-// formatSeconds prints a latency or duration with three significant
-// figures in ms below ten seconds.
+// formatSeconds prints a latency or duration with about three significant
+// figures, in ms below a second.
 func formatSeconds(s float64) string {
 	ms := s * 1000
 	switch {
@@ -418,8 +418,10 @@ func formatSeconds(s float64) string {
 		return fmt.Sprintf("%.2f ms", ms)
 	case ms < 100:
 		return fmt.Sprintf("%.1f ms", ms)
-	case ms < 10000:
+	case ms < 1000:
 		return fmt.Sprintf("%.0f ms", ms)
+	case s < 10:
+		return fmt.Sprintf("%.2f s", s)
 	}
 	return fmt.Sprintf("%.1f s", s)
 }
