@@ -97,7 +97,7 @@ func (c *Cluster) Endpoints() []string {
 // the test ends.
 func (c *Cluster) Client(t testing.TB) *clientv3.Client {
 	t.Helper()
-	return newClient(t, c.Endpoints())
+	return newClient(t, c.Endpoints(), c.cfg.Security)
 }
 
 // Leader waits until the running members agree on a leader and returns it.
@@ -209,7 +209,7 @@ func (c *Cluster) agreedLeader(running []*Member) (*Member, error) {
 type memberStatus struct{ id, leader uint64 }
 
 func (m *Member) status() (memberStatus, error) {
-	cli, err := newProbeClient(m.Endpoint())
+	cli, err := newProbeClient(m.Endpoint(), m.sec)
 	if err != nil {
 		return memberStatus{}, err
 	}

@@ -38,6 +38,8 @@ type Config struct {
 	// which inherited ETCD_*, ETCDCTL_* and CAIRN_* variables are removed
 	// because the servers read those as flags.
 	Env []string
+	// Security says how to reach a member with TLS or auth (security.go).
+	Security Security
 }
 
 const (
@@ -62,6 +64,7 @@ type Member struct {
 	args    []string // everything after the binary
 	client  int      // client port
 	peer    int      // peer port
+	sec     Security // TLS and credentials (security.go)
 
 	logs       logBuffer
 	launchedAt int  // where the current process's output starts in logs
@@ -145,6 +148,7 @@ func newMember(t testing.TB, cfg Config, name, dataDir string) *Member {
 		env:     append(cleanEnv(), cfg.Env...),
 		client:  client,
 		peer:    peer,
+		sec:     cfg.Security,
 	}
 	if strings.HasPrefix(filepath.Base(cfg.Binary), "cairn") {
 		m.args = append(m.args, "serve")
@@ -164,11 +168,15 @@ func newMember(t testing.TB, cfg Config, name, dataDir string) *Member {
 // Endpoint returns the client address, "127.0.0.1:PORT".
 func (m *Member) Endpoint() string { return "127.0.0.1:" + strconv.Itoa(m.client) }
 
-// ClientURL returns the client URL, "http://127.0.0.1:PORT".
-func (m *Member) ClientURL() string { return "http://" + m.Endpoint() }
+// ClientURL returns the client URL, "http://127.0.0.1:PORT" (https with
+// Security.ClientTLS).
+func (m *Member) ClientURL() string { return m.sec.clientScheme() + "://" + m.Endpoint() }
 
-// PeerURL returns the peer URL, "http://127.0.0.1:PORT".
-func (m *Member) PeerURL() string { return "http://127.0.0.1:" + strconv.Itoa(m.peer) }
+// PeerURL returns the peer URL, "http://127.0.0.1:PORT" (https with
+// Security.PeerTLS).
+func (m *Member) PeerURL() string {
+	return m.sec.peerScheme() + "://127.0.0.1:" + strconv.Itoa(m.peer)
+}
 
 // DataDir returns the member's data directory.
 func (m *Member) DataDir() string { return m.dataDir }
@@ -184,16 +192,18 @@ func (m *Member) Logs() string { return m.logs.String() }
 // test ends.
 func (m *Member) Client(t testing.TB) *clientv3.Client {
 	t.Helper()
-	return newClient(t, []string{m.Endpoint()})
+	return newClient(t, []string{m.Endpoint()}, m.sec)
 }
 
-func newClient(t testing.TB, endpoints []string) *clientv3.Client {
+func newClient(t testing.TB, endpoints []string, sec Security) *clientv3.Client {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{
+	cfg := clientv3.Config{
 		Endpoints:   endpoints,
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
-	})
+	}
+	sec.apply(&cfg)
+	cli, err := clientv3.New(cfg)
 	if err != nil {
 		t.Fatalf("clientv3.New(%v): %v", endpoints, err)
 	}
@@ -202,12 +212,14 @@ func newClient(t testing.TB, endpoints []string) *clientv3.Client {
 }
 
 // newProbeClient returns a quiet client for the framework's own polling.
-func newProbeClient(endpoint string) (*clientv3.Client, error) {
-	return clientv3.New(clientv3.Config{
+func newProbeClient(endpoint string, sec Security) (*clientv3.Client, error) {
+	cfg := clientv3.Config{
 		Endpoints:   []string{endpoint},
 		DialTimeout: 2 * time.Second,
 		Logger:      zap.NewNop(),
-	})
+	}
+	sec.apply(&cfg)
+	return clientv3.New(cfg)
 }
 
 // Kill sends SIGKILL, as kill -9 would, and waits for the process to exit.
@@ -339,7 +351,7 @@ func (m *Member) probe(p *process, deadline time.Time) error {
 	conn.Close()
 	// A fresh client per probe: a long-lived one would back off between
 	// reconnects and notice readiness late.
-	cli, err := newProbeClient(m.Endpoint())
+	cli, err := newProbeClient(m.Endpoint(), m.sec)
 	if err != nil {
 		return err
 	}

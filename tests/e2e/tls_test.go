@@ -1,0 +1,255 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/cairn-io/cairn/tests/framework"
+)
+
+// tlsMemberArgs are the flags of a member whose client port needs a client
+// certificate signed by ca.
+func tlsMemberArgs(t *testing.T, ca *testCA, name string) []string {
+	cert, key := ca.issue(t, name)
+	return []string{
+		"--cert-file", cert, "--key-file", key, "--trusted-ca-file", ca.File, "--client-cert-auth",
+		"--peer-cert-file", cert, "--peer-key-file", key, "--peer-trusted-ca-file", ca.File, "--peer-client-cert-auth",
+	}
+}
+
+func dialFails(t *testing.T, what string, cfg clientv3.Config) {
+	t.Helper()
+	cfg.DialTimeout = 2 * time.Second
+	cfg.Logger = zap.NewNop()
+	cli, err := clientv3.New(cfg)
+	if err == nil {
+		ctx := ctx10(t)
+		_, err = cli.Get(ctx, "k")
+		cli.Close()
+	}
+	if err == nil {
+		t.Errorf("%s: a request succeeded", what)
+	}
+}
+
+// TestTLSClientPort serves clients over TLS with --client-cert-auth: a
+// client with a certificate from the trusted CA connects (and acts as the
+// user its CN names once auth is on), everything else is refused; gRPC,
+// the JSON gateway and the HTTP endpoints share the port; etcdctl and
+// cairn's client commands connect with --cacert, --cert and --key.
+func TestTLSClientPort(t *testing.T) {
+	ca := newTestCA(t, "ca")
+	rogue := newTestCA(t, "rogue")
+	rootCert, rootKey := ca.issue(t, "root")
+	aliceCert, aliceKey := ca.issue(t, "alice")
+	rogueCert, rogueKey := rogue.issue(t, "root")
+	m := framework.Start(t, framework.Config{
+		Args:     tlsMemberArgs(t, ca, "server"),
+		Security: framework.Security{ClientTLS: ca.clientTLS(t, rootCert, rootKey), PeerTLS: true, Username: "root", Password: "rootpw"},
+	})
+	if !strings.HasPrefix(m.ClientURL(), "https://") {
+		t.Fatalf("client URL %s", m.ClientURL())
+	}
+	root := m.Client(t)
+	ctx := ctx10(t)
+	if _, err := root.Put(ctx, "k1", "v"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Refused: no certificate, a certificate from another CA, plain text.
+	dialFails(t, "no client certificate", clientv3.Config{Endpoints: []string{m.Endpoint()}, TLS: ca.clientTLS(t, "", "")})
+	dialFails(t, "certificate from another CA", clientv3.Config{Endpoints: []string{m.Endpoint()}, TLS: ca.clientTLS(t, rogueCert, rogueKey)})
+	dialFails(t, "plain text", clientv3.Config{Endpoints: []string{m.Endpoint()}})
+	conn, err := net.DialTimeout("tcp", m.Endpoint(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(conn, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+	if reply, _ := io.ReadAll(conn); bytes.Contains(reply, []byte("200 OK")) {
+		t.Errorf("plain-text HTTP on the TLS port was served: %q", reply)
+	}
+	conn.Close()
+
+	// HTTP and the JSON gateway on the same TLS port.
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: ca.clientTLS(t, aliceCert, aliceKey), ForceAttemptHTTP2: true}}
+	resp, err := hc.Get(m.ClientURL() + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte(`"health":"true"`)) {
+		t.Errorf("/health over TLS: %d %s", resp.StatusCode, body)
+	}
+	resp, err = hc.Post(m.ClientURL()+"/v3/kv/range", "application/json", strings.NewReader(`{"key":"azE="}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte(`"value":"dg=="`)) {
+		t.Errorf("gateway range over TLS: %d %s", resp.StatusCode, body)
+	}
+
+	// The command-line clients.
+	tlsFlags := []string{"--cacert", ca.File, "--cert", rootCert, "--key", rootKey}
+	out, errOut, err := framework.Etcdctl(t, []string{m.Endpoint()}, append(tlsFlags, "get", "k1", "--print-value-only")...)
+	if err != nil || out != "v\n" {
+		t.Errorf("etcdctl over TLS: %q %q %v", out, errOut, err)
+	}
+	out, errOut, err = framework.Cairn(t, append(append([]string{"get", "--endpoints", m.Endpoint()}, tlsFlags...), "k1", "--print-value-only")...)
+	if err != nil || out != "v\n" {
+		t.Errorf("cairn get over TLS: %q %q %v", out, errOut, err)
+	}
+	skip := []string{"--insecure-skip-tls-verify", "--cert", rootCert, "--key", rootKey}
+	out, errOut, err = framework.Cairn(t, append(append([]string{"get", "--endpoints", m.Endpoint()}, skip...), "k1", "--print-value-only")...)
+	if err != nil || out != "v\n" {
+		t.Errorf("cairn get --insecure-skip-tls-verify: %q %q %v", out, errOut, err)
+	}
+	if _, _, err := framework.Cairn(t, "get", "--endpoints", m.Endpoint(), "--cacert", ca.File, "k1"); err == nil {
+		t.Errorf("cairn get without a client certificate succeeded")
+	}
+
+	// With auth on, a request without a token acts as its certificate's CN.
+	setupAuth(t, root)
+	alice, err := clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint()}, DialTimeout: 5 * time.Second,
+		TLS: ca.clientTLS(t, aliceCert, aliceKey), Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	ctx = ctx10(t)
+	if _, err := alice.Get(ctx, "k1"); err != nil {
+		t.Errorf("alice by certificate reading k1: %v", err)
+	}
+	if _, err := alice.Put(ctx, "k1", "x"); !errors.Is(err, rpctypes.ErrPermissionDenied) {
+		t.Errorf("alice by certificate writing k1: %v", err)
+	}
+	if _, err := alice.UserList(ctx); !errors.Is(err, rpctypes.ErrPermissionDenied) {
+		t.Errorf("alice by certificate listing users: %v", err)
+	}
+	rootByCert, err := clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint()}, DialTimeout: 5 * time.Second,
+		TLS: ca.clientTLS(t, rootCert, rootKey), Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rootByCert.Close()
+	if _, err := rootByCert.UserList(ctx); err != nil {
+		t.Errorf("root by certificate listing users: %v", err)
+	}
+	out, errOut, err = framework.Etcdctl(t, []string{m.Endpoint()}, "--cacert", ca.File, "--cert", aliceCert, "--key", aliceKey, "put", "k1", "x")
+	if err == nil || !strings.Contains(errOut, "permission denied") {
+		t.Errorf("etcdctl as alice by certificate: %q %q %v", out, errOut, err)
+	}
+	// The gateway's own certificate names no user: its requests need a
+	// token.
+	resp, err = hc.Post(m.ClientURL()+"/v3/kv/range", "application/json", strings.NewReader(`{"key":"azE="}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK || !bytes.Contains(body, []byte("user name is empty")) {
+		t.Errorf("gateway range without a token: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestTLSPeers runs a three-member cluster whose peers authenticate each
+// other with certificates; the peer port refuses a client without one from
+// the peer CA.
+func TestTLSPeers(t *testing.T) {
+	ca := newTestCA(t, "peer-ca")
+	rogue := newTestCA(t, "rogue")
+	cert, key := ca.issue(t, "member")
+	c := framework.StartCluster(t, 3, framework.Config{
+		Args: []string{
+			"--peer-cert-file", cert, "--peer-key-file", key, "--peer-trusted-ca-file", ca.File, "--peer-client-cert-auth",
+		},
+		Security: framework.Security{PeerTLS: true},
+	})
+	cli := c.Client(t)
+	ctx := ctx10(t)
+	if _, err := cli.Put(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range c.Members {
+		if !strings.HasPrefix(m.PeerURL(), "https://") {
+			t.Fatalf("peer URL %s", m.PeerURL())
+		}
+		mc := m.Client(t)
+		if resp, err := mc.Get(ctx, "k"); err != nil || len(resp.Kvs) != 1 {
+			t.Errorf("member %s: %v %v", m.Name(), resp, err)
+		}
+	}
+	peerURL := c.Members[0].PeerURL() + "/members"
+	get := func(cfg *tls.Config) error {
+		hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+		resp, err := hc.Get(peerURL)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return errors.New(resp.Status)
+		}
+		return nil
+	}
+	if err := get(ca.clientTLS(t, cert, key)); err != nil {
+		t.Errorf("peer request with the peer certificate: %v", err)
+	}
+	rc, rk := rogue.issue(t, "member")
+	if err := get(ca.clientTLS(t, rc, rk)); err == nil {
+		t.Errorf("peer request with a certificate from another CA succeeded")
+	}
+	if err := get(ca.clientTLS(t, "", "")); err == nil {
+		t.Errorf("peer request without a certificate succeeded")
+	}
+	if resp, err := http.Get(strings.Replace(peerURL, "https://", "http://", 1)); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Errorf("plain-text peer request was served")
+		}
+	}
+}
+
+// TestAutoTLS makes its own certificates in <data-dir>/fixtures, and an
+// https URL without certificates is refused with a clear error.
+func TestAutoTLS(t *testing.T) {
+	m := framework.Start(t, framework.Config{
+		Args:     []string{"--auto-tls", "--peer-auto-tls"},
+		Security: framework.Security{ClientTLS: &tls.Config{InsecureSkipVerify: true}, PeerTLS: true},
+	})
+	cli := m.Client(t)
+	ctx := ctx10(t)
+	if _, err := cli.Put(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"client/cert.pem", "client/key.pem", "peer/cert.pem", "peer/key.pem"} {
+		if _, err := os.Stat(filepath.Join(m.DataDir(), "fixtures", f)); err != nil {
+			t.Errorf("auto TLS file: %v", err)
+		}
+	}
+	dialFails(t, "plain text to an auto-TLS port", clientv3.Config{Endpoints: []string{m.Endpoint()}})
+
+	dir := t.TempDir()
+	_, errOut, err := framework.Cairn(t, "serve", "--data-dir", dir,
+		"--listen-client-urls", "https://127.0.0.1:0", "--advertise-client-urls", "https://127.0.0.1:2379",
+		"--listen-peer-urls", "http://127.0.0.1:0")
+	if err == nil || !strings.Contains(errOut, "--cert-file, --key-file") {
+		t.Errorf("https without certificates: %v %q", err, errOut)
+	}
+}
