@@ -193,12 +193,6 @@ func (ws *watchStream) create(cr *pb.WatchCreateRequest) bool {
 			Created: true, Canceled: true, CancelReason: watchCancelReason(err),
 		})
 	}
-	if err := checkWatch(ws.srv.w, ws.grpc.Context(), key, cr.RangeEnd); err != nil {
-		return ws.sendCtrl(&pb.WatchResponse{
-			Header: ws.header(0), WatchId: watch.InvalidWatchID,
-			Created: true, Canceled: true, CancelReason: watchCancelReason(err),
-		})
-	}
 	o := watch.WatchOptions{ID: cr.WatchId, Key: key, End: end, StartRev: cr.StartRevision}
 	for _, f := range cr.Filters {
 		switch f {
