@@ -44,7 +44,10 @@ type Config struct {
 	Dir string
 	// CacheBytes is the size of the block cache in bytes. Default 64 MiB.
 	CacheBytes int64
-	// MemTableBytes is the size of one memtable in bytes. Default 32 MiB.
+	// MemTableBytes is the size of one memtable in bytes. Default 16 MiB.
+	// Pebble preallocates each write-ahead log file to about this size and
+	// keeps MemTableStopWritesThreshold+1 flushed ones for reuse, so it
+	// sets the fixed disk cost of a member.
 	MemTableBytes uint64
 	// Logger receives Pebble's log lines at debug level and errors at
 	// error level. Default slog.Default().
@@ -82,7 +85,7 @@ func Open(cfg Config) (*DB, error) {
 		cfg.CacheBytes = 64 << 20
 	}
 	if cfg.MemTableBytes == 0 {
-		cfg.MemTableBytes = 32 << 20
+		cfg.MemTableBytes = 16 << 20
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -99,7 +102,7 @@ func Open(cfg Config) (*DB, error) {
 		FS:                          cfg.FS,
 		FormatMajorVersion:          pebble.FormatNewest,
 		MemTableSize:                cfg.MemTableBytes,
-		MemTableStopWritesThreshold: 4,
+		MemTableStopWritesThreshold: 2,
 		L0CompactionThreshold:       2,
 		L0StopWritesThreshold:       1000,
 		LBaseMaxBytes:               64 << 20,
