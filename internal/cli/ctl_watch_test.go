@@ -181,7 +181,7 @@ func TestWatchMatchesEtcdctl(t *testing.T) {
 	interactive := func(args []string, lines ...string) {
 		cases = append(cases, streamCase{
 			args:  append([]string{"watch", "-i"}, args...),
-			stdin: script(400*time.Millisecond, time.Second, lines...),
+			stdin: script(600*time.Millisecond, 1200*time.Millisecond, lines...),
 			ends:  true,
 		})
 	}
@@ -203,7 +203,7 @@ func TestWatchMatchesEtcdctl(t *testing.T) {
 	cases = append(cases, streamCase{
 		args:  []string{"watch", "-i"},
 		env:   []string{"ETCDCTL_WATCH_KEY=w/a"},
-		stdin: script(400*time.Millisecond, time.Second, "watch "+rev+"\n", "watch w/c "+rev+"\n"),
+		stdin: script(600*time.Millisecond, 1200*time.Millisecond, "watch "+rev+"\n", "watch w/c "+rev+"\n"),
 		ends:  true,
 	})
 	cases = append(cases, streamCase{
