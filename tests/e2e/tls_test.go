@@ -155,6 +155,16 @@ func TestTLSClientPort(t *testing.T) {
 	if err == nil || !strings.Contains(errOut, "permission denied") {
 		t.Errorf("etcdctl as alice by certificate: %q %q %v", out, errOut, err)
 	}
+	// Health checks do not need a user.
+	resp, err = hc.Get(m.ClientURL() + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte(`"health":"true"`)) {
+		t.Errorf("/health with auth on: %d %s", resp.StatusCode, body)
+	}
 	// The gateway's own certificate names no user: its requests need a
 	// token.
 	resp, err = hc.Post(m.ClientURL()+"/v3/kv/range", "application/json", strings.NewReader(`{"key":"azE="}`))

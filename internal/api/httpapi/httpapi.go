@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
+	"github.com/cairn-io/cairn/internal/auth"
 	"github.com/cairn-io/cairn/internal/version"
 )
 
@@ -139,7 +140,9 @@ func (h *handlers) checkHealth(ctx context.Context, excluded map[string]bool, se
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.RequestTimeout)
 	defer cancel()
-	if _, err := m.Range(ctx, &pb.RangeRequest{KeysOnly: true, Limit: 1, Serializable: serializable}); err != nil {
+	// The member reads as itself, as etcd's does, so that auth does not
+	// make a healthy member look unhealthy.
+	if _, err := m.Range(auth.AsInternal(ctx), &pb.RangeRequest{KeysOnly: true, Limit: 1, Serializable: serializable}); err != nil {
 		return healthJSON{"false", fmt.Sprintf("RANGE ERROR:%s", err)}
 	}
 	return healthJSON{"true", ""}
@@ -219,7 +222,7 @@ func (h *handlers) installChecks(mux *http.ServeMux, root string, checks []check
 
 func (h *handlers) readCheck(serializable bool) func(context.Context) error {
 	return func(ctx context.Context) error {
-		_, err := h.cfg.Member.Range(ctx, &pb.RangeRequest{KeysOnly: true, Limit: 1, Serializable: serializable})
+		_, err := h.cfg.Member.Range(auth.AsInternal(ctx), &pb.RangeRequest{KeysOnly: true, Limit: 1, Serializable: serializable})
 		return err
 	}
 }
