@@ -12,12 +12,16 @@ import (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// HashKV returns a CRC-32C of the store's history up to revision rev (0 for
-// the current one), as etcd's HashKV does: of every revision from the last
-// compaction on, plus the revisions the compaction kept. Members with the
-// same history return the same hash whether or not they have physically
-// deleted the compacted revisions yet. It also returns the revision hashed
-// and the compaction revision.
+// HashKV returns the hash etcd's HashKV computes, bit for bit, of the
+// store's history up to revision rev (0 for the current one): a CRC-32C of
+// the bucket name "key" and then, in revision order, each revision's key in
+// etcd's encoding (8-byte main, '_', 8-byte sub, 't' for a tombstone) and
+// its value as etcd stores it, counting every revision after the last
+// compaction and, at or before it, only the revisions a compaction at rev
+// would keep. Members with the same history return the same hash — and
+// the same as an etcd member with that history — whether or not they have
+// physically deleted the compacted revisions yet. It also returns the
+// revision hashed and the compaction revision.
 func (s *Store) HashKV(rev int64) (hash uint32, hashRev, compactRev int64, err error) {
 	// Holding mu keeps the index from being compacted while we hash.
 	s.mu.RLock()
@@ -25,69 +29,77 @@ func (s *Store) HashKV(rev int64) (hash uint32, hashRev, compactRev int64, err e
 	s.idxMu.RLock()
 	cur, compactRev := s.currentRev, s.compactRev
 	s.idxMu.RUnlock()
-	if rev <= 0 {
+	switch {
+	case rev > 0 && rev < compactRev:
+		return 0, 0, compactRev, ErrCompacted
+	case rev > 0 && rev > cur:
+		return 0, cur, compactRev, ErrFutureRev
+	case rev == 0:
 		rev = cur
 	}
-	if rev > cur {
-		return 0, cur, compactRev, ErrFutureRev
-	}
-	if rev < compactRev {
-		return 0, cur, compactRev, ErrCompacted
-	}
 	h := crc32.New(castagnoli)
-	err = s.eachKeptRevision(rev, compactRev, func(k, v []byte) {
-		h.Write(k)
-		h.Write(v)
-	})
-	return h.Sum32(), rev, compactRev, err
-}
-
-// eachKeptRevision calls fn with the storage key and value of every
-// revision up to upTo that reads at or after compactRev can see.
-func (s *Store) eachKeptRevision(upTo, compactRev int64, fn func(k, v []byte)) error {
-	lo, hi := storage.RevKeyBounds(0, upTo+1)
+	h.Write([]byte("key"))
+	if rev < 0 {
+		return h.Sum32(), rev, compactRev, nil
+	}
+	keep := s.keepAt(rev)
+	lo, hi := storage.RevKeyBounds(0, rev+1)
 	it, err := s.be.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
-		return fmt.Errorf("mvcc: hash: %w", err)
+		return 0, rev, compactRev, fmt.Errorf("mvcc: hash: %w", err)
 	}
 	defer it.Close()
 	var kv mvccpb.KeyValue
+	var ekey [18]byte
 	for it.First(); it.Valid(); it.Next() {
 		r, tomb, err := storage.ParseRevKey(it.Key())
 		if err != nil {
-			return fmt.Errorf("mvcc: hash: %w", err)
+			return 0, rev, compactRev, fmt.Errorf("mvcc: hash: %w", err)
 		}
-		if r.Main <= compactRev {
-			// Only what the compaction kept counts; the rest may or may
-			// not have been deleted yet on this member.
-			kv.Reset()
-			if err := kv.Unmarshal(it.Value()); err != nil {
-				return fmt.Errorf("mvcc: hash: revision %d.%d: %v: %w", r.Main, r.Sub, err, storage.ErrCorrupt)
-			}
-			if !s.keptLocked(kv.Key, rev{main: r.Main, sub: int32(r.Sub), tomb: tomb}) {
+		if r.Main <= compactRev && len(keep) > 0 {
+			if _, ok := keep[revID{r.Main, r.Sub}]; !ok {
 				continue
 			}
 		}
-		fn(it.Key(), it.Value())
+		if tomb && r.Main == compactRev {
+			continue
+		}
+		k := ekey[:17]
+		putBE(k[0:8], uint64(r.Main))
+		k[8] = '_'
+		putBE(k[9:17], uint64(r.Sub))
+		v := it.Value()
+		if tomb {
+			k = append(k, 't')
+			// etcd stores a deletion as the key alone.
+			kv.Reset()
+			if err := kv.Unmarshal(v); err != nil {
+				return 0, rev, compactRev, fmt.Errorf("mvcc: hash: revision %d.%d: %v: %w", r.Main, r.Sub, err, storage.ErrCorrupt)
+			}
+			if v, err = (&mvccpb.KeyValue{Key: kv.Key}).Marshal(); err != nil {
+				return 0, rev, compactRev, err
+			}
+		}
+		h.Write(k)
+		h.Write(v)
 	}
-	return it.Error()
+	return h.Sum32(), rev, compactRev, it.Error()
 }
 
-// keptLocked reports whether the index still holds revision r of key.
-func (s *Store) keptLocked(key []byte, r rev) bool {
+type revID struct{ main, sub int64 }
+
+// keepAt returns the revisions a compaction at rev would keep: each key's
+// newest revision at or before rev, unless it is a deletion (etcd's
+// index.Keep).
+func (s *Store) keepAt(rev int64) map[revID]struct{} {
 	s.idxMu.RLock()
 	defer s.idxMu.RUnlock()
-	ki := s.idx.get(key)
-	if ki == nil {
-		return false
-	}
-	for _, x := range ki.revs {
-		if x.main == r.main && x.sub == r.sub {
-			return x.tomb == r.tomb
+	keep := make(map[revID]struct{}, s.idx.len())
+	s.idx.tree.Ascend(func(ki *keyIndex) bool {
+		if r, live := ki.at(rev); live {
+			keep[revID{r.main, int64(r.sub)}] = struct{}{}
 		}
-		if x.main > r.main {
-			break
-		}
-	}
-	return false
+		return true
+	})
+	return keep
 }
