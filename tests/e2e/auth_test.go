@@ -209,11 +209,11 @@ func TestAuthPermissions(t *testing.T) {
 		}
 	}
 	wctx, cancel := context.WithCancel(ctx)
-	wch := alice.Watch(wctx, "/a/", clientv3.WithPrefix(), clientv3.WithRev(1), clientv3.WithCreatedNotify())
+	wch := alice.Watch(wctx, "/a/", clientv3.WithPrefix(), clientv3.WithRev(1), clientv3.WithCreatedNotify(), clientv3.WithPrevKV())
 	if _, err := root.Put(ctx, "/b/late", "v"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := root.Put(ctx, "/a/late", "v"); err != nil {
+	if _, err := root.Put(ctx, "/a/1", "late"); err != nil {
 		t.Fatal(err)
 	}
 	sawLate := false
@@ -226,7 +226,12 @@ func TestAuthPermissions(t *testing.T) {
 			if !inAlice(ev.Kv.Key) {
 				t.Errorf("alice's watch delivered %q", ev.Kv.Key)
 			}
-			sawLate = sawLate || string(ev.Kv.Key) == "/a/late"
+			if string(ev.Kv.Value) == "late" {
+				sawLate = true
+				if ev.PrevKv == nil || ev.PrevKv.ModRevision == 0 {
+					t.Errorf("alice's watch with prev_kv: no previous value for %q", ev.Kv.Key)
+				}
+			}
 		}
 	}
 	cancel()

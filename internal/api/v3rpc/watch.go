@@ -11,6 +11,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
+	"github.com/cairn-io/cairn/internal/auth"
 	"github.com/cairn-io/cairn/internal/watch"
 )
 
@@ -293,7 +294,7 @@ func (ws *watchStream) toPB(r watch.Response) *pb.WatchResponse {
 	for i := range r.Events {
 		ev := &r.Events[i]
 		if wantPrev && !(ev.Type == mvccpb.PUT && ev.Kv.CreateRevision == ev.Kv.ModRevision) {
-			prev, err := ws.srv.w.Range(context.Background(), &pb.RangeRequest{
+			prev, err := ws.srv.w.Range(auth.AsInternal(context.Background()), &pb.RangeRequest{
 				Key: ev.Kv.Key, Revision: ev.Kv.ModRevision - 1, Serializable: true,
 			})
 			if err == nil && len(prev.Kvs) > 0 {
