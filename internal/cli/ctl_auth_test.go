@@ -2,6 +2,7 @@ package cli_test
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -78,11 +79,22 @@ func resetAuth(t *testing.T, cli *clientv3.Client, enable bool) {
 
 var authFormats = []string{"simple", "json", "fields", "protobuf", "table"}
 
+// authServer is testServer with the cheapest bcrypt cost, since the
+// fixture is rebuilt (and its passwords hashed) before every command.
+func authServer(t *testing.T) *framework.Member {
+	t.Helper()
+	bin := framework.CairnBinary(t)
+	if os.Getenv("CAIRN_CLI_TEST_SERVER") == "etcd" {
+		bin = framework.EtcdBinary(t)
+	}
+	return framework.Start(t, framework.Config{Binary: bin, Args: []string{"--bcrypt-cost=4"}})
+}
+
 // TestAuthReadCommandsMatchEtcdctl compares the commands that read the auth
 // state, with auth on, as root, as a user and as nobody.
 func TestAuthReadCommandsMatchEtcdctl(t *testing.T) {
 	isolateEnv(t)
-	m := testServer(t)
+	m := authServer(t)
 	cli := m.Client(t)
 	mustPut(t, cli, "/a/x", "1")
 	mustPut(t, cli, "k1", "2")
@@ -147,7 +159,7 @@ func TestAuthReadCommandsMatchEtcdctl(t *testing.T) {
 // roles and the auth switch; each run starts from the fixture.
 func TestAuthWriteCommandsMatchEtcdctl(t *testing.T) {
 	isolateEnv(t)
-	m := testServer(t)
+	m := authServer(t)
 	root := rootClient(t, m)
 	s := &compatSuite{m: m, cli: root}
 	s.reset = func(t *testing.T) { resetAuth(t, root, false) }
@@ -255,7 +267,7 @@ func TestAuthWriteCommandsMatchEtcdctl(t *testing.T) {
 // stderr; only stdout and the exit code are compared.)
 func TestUserAddPromptsMatchEtcdctl(t *testing.T) {
 	isolateEnv(t)
-	m := testServer(t)
+	m := authServer(t)
 	root := rootClient(t, m)
 	for _, tc := range []struct{ stdin string }{
 		{"pw\npw\n"},
