@@ -305,6 +305,10 @@ func (t *Transport) Handler() http.Handler {
 // checkRequest validates a peer request's cluster and sender, answering it
 // when they are wrong.
 func (t *Transport) checkRequest(w http.ResponseWriter, r *http.Request) (uint64, bool) {
+	// A refusal is answered without reading the body, which on a stream
+	// never ends: in full-duplex mode the server does not try to drain it
+	// before it can send the answer.
+	_ = http.NewResponseController(w).EnableFullDuplex()
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)

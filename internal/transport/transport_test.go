@@ -1,0 +1,304 @@
+package transport
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// fakeRaft records what the transport delivers and reports.
+type fakeRaft struct {
+	mu          sync.Mutex
+	steps       []raftpb.Message
+	unreachable map[uint64]int
+	snapshots   []raft.SnapshotStatus
+	notify      chan struct{}
+}
+
+func newFakeRaft() *fakeRaft {
+	return &fakeRaft{unreachable: map[uint64]int{}, notify: make(chan struct{}, 1024)}
+}
+
+func (f *fakeRaft) Step(m raftpb.Message) {
+	f.mu.Lock()
+	f.steps = append(f.steps, m)
+	f.mu.Unlock()
+	f.notify <- struct{}{}
+}
+
+func (f *fakeRaft) ReportUnreachable(id uint64) {
+	f.mu.Lock()
+	f.unreachable[id]++
+	f.mu.Unlock()
+}
+
+func (f *fakeRaft) ReportSnapshot(id uint64, st raft.SnapshotStatus) {
+	f.mu.Lock()
+	f.snapshots = append(f.snapshots, st)
+	f.mu.Unlock()
+	f.notify <- struct{}{}
+}
+
+// waitFor polls cond until it holds or 10s pass.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+type fakeSnapshots struct {
+	data     []byte
+	received []byte
+	fail     bool
+}
+
+func (s *fakeSnapshots) OpenSnapshot(m raftpb.Message) (raftpb.Message, io.ReadCloser, error) {
+	m.Snapshot = &raftpb.Snapshot{Metadata: raftpb.SnapshotMetadata{Index: 42, Term: 3}}
+	return m, io.NopCloser(bytes.NewReader(s.data)), nil
+}
+
+func (s *fakeSnapshots) ReceiveSnapshot(m raftpb.Message, r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	if s.fail {
+		return errors.New("refused")
+	}
+	s.received = b
+	return nil
+}
+
+// pair sets up member 1 sending to member 2 over a real HTTP server.
+func pair(t *testing.T, cluster1, cluster2 uint64) (*Transport, *fakeRaft, *Transport, *fakeRaft, *fakeSnapshots) {
+	t.Helper()
+	r1, r2 := newFakeRaft(), newFakeRaft()
+	snaps := &fakeSnapshots{data: bytes.Repeat([]byte("snapshot"), 100000)}
+	t2 := New(Config{ClusterID: cluster2, MemberID: 2, Raft: r2, Snapshots: snaps})
+	srv := httptest.NewServer(t2.Handler())
+	t.Cleanup(srv.Close)
+	t1 := New(Config{ClusterID: cluster1, MemberID: 1, Raft: r1, Snapshots: snaps})
+	t1.AddPeer(2, []string{srv.URL})
+	t.Cleanup(t1.Stop)
+	t.Cleanup(t2.Stop)
+	return t1, r1, t2, r2, snaps
+}
+
+func TestFrameRoundTrip(t *testing.T) {
+	var buf bytes.Buffer
+	in := []raftpb.Message{
+		{Type: raftpb.MsgApp, From: 1, To: 2, Term: 5, Entries: []raftpb.Entry{{Index: 9, Data: []byte("x")}}},
+		{Type: raftpb.MsgHeartbeat, From: 1, To: 2},
+	}
+	for i := range in {
+		if err := WriteFrame(&buf, &in[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range in {
+		m, err := ReadFrame(&buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Type != in[i].Type || m.Term != in[i].Term || len(m.Entries) != len(in[i].Entries) {
+			t.Fatalf("frame %d: got %+v", i, m)
+		}
+	}
+	if _, err := ReadFrame(&buf); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the last frame: %v", err)
+	}
+	huge := []byte{0xff, 0xff, 0xff, 0xff}
+	if _, err := ReadFrame(bytes.NewReader(huge)); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("huge frame: %v", err)
+	}
+	if _, err := ReadFrame(bytes.NewReader([]byte{0, 0, 0, 10, 1, 2})); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("truncated frame: %v", err)
+	}
+}
+
+func FuzzReadFrame(f *testing.F) {
+	var buf bytes.Buffer
+	WriteFrame(&buf, &raftpb.Message{Type: raftpb.MsgApp, From: 1, To: 2, Entries: []raftpb.Entry{{Index: 1, Data: []byte("d")}}})
+	f.Add(buf.Bytes())
+	f.Add([]byte{0, 0, 0, 0})
+	f.Add([]byte{0, 0, 0, 3, 8, 1, 16})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r := bytes.NewReader(b)
+		for {
+			if _, err := ReadFrame(r); err != nil {
+				return
+			}
+		}
+	})
+}
+
+func TestMessagesArriveInOrder(t *testing.T) {
+	t1, _, _, r2, _ := pair(t, 7, 7)
+	const n = 500
+	for i := 1; i <= n; i++ {
+		t1.Send([]raftpb.Message{{Type: raftpb.MsgApp, From: 1, To: 2, Index: uint64(i)}})
+	}
+	waitFor(t, "all messages", func() bool {
+		r2.mu.Lock()
+		defer r2.mu.Unlock()
+		return len(r2.steps) == n
+	})
+	r2.mu.Lock()
+	defer r2.mu.Unlock()
+	for i, m := range r2.steps {
+		if m.Index != uint64(i+1) {
+			t.Fatalf("message %d has index %d: out of order", i, m.Index)
+		}
+	}
+	// The receiver now counts member 1 as active.
+	if t2 := r2; t2 == nil {
+		t.Fatal("no receiver")
+	}
+}
+
+func TestActiveSinceFollowsInboundMessages(t *testing.T) {
+	t1, _, t2, r2, _ := pair(t, 7, 7)
+	if !t2.ActiveSince(1).IsZero() {
+		t.Fatal("active before any message")
+	}
+	t1.Send([]raftpb.Message{{Type: raftpb.MsgHeartbeat, From: 1, To: 2}})
+	<-r2.notify
+	if t2.ActiveSince(1).IsZero() {
+		t.Fatal("not active after a message")
+	}
+	t2.cfg.IdleTimeout = time.Millisecond
+	time.Sleep(5 * time.Millisecond)
+	if !t2.ActiveSince(1).IsZero() {
+		t.Fatal("still active after the idle timeout")
+	}
+}
+
+func TestOtherClusterIsRefused(t *testing.T) {
+	t1, r1, _, r2, _ := pair(t, 7, 8)
+	t1.Send([]raftpb.Message{{Type: raftpb.MsgHeartbeat, From: 1, To: 2}})
+	// The stream is refused; with nothing queued after it, raft is told
+	// the peer is unreachable once later messages are dropped.
+	waitFor(t, "unreachable reports", func() bool {
+		t1.Send([]raftpb.Message{{Type: raftpb.MsgHeartbeat, From: 1, To: 2}})
+		r1.mu.Lock()
+		defer r1.mu.Unlock()
+		return r1.unreachable[2] > 0
+	})
+	r2.mu.Lock()
+	defer r2.mu.Unlock()
+	if len(r2.steps) != 0 {
+		t.Fatalf("a member of another cluster delivered %d messages", len(r2.steps))
+	}
+}
+
+func TestRemovedMemberIsTold(t *testing.T) {
+	r2 := newFakeRaft()
+	t2 := New(Config{ClusterID: 7, MemberID: 2, Raft: r2, IsRemoved: func(id uint64) bool { return id == 1 }})
+	srv := httptest.NewServer(t2.Handler())
+	defer srv.Close()
+	removed := make(chan struct{}, 1)
+	t1 := New(Config{ClusterID: 7, MemberID: 1, Raft: newFakeRaft(), OnRemoved: func() {
+		select {
+		case removed <- struct{}{}:
+		default:
+		}
+	}})
+	defer t1.Stop()
+	t1.AddPeer(2, []string{srv.URL})
+	t1.Send([]raftpb.Message{{Type: raftpb.MsgHeartbeat, From: 1, To: 2}})
+	select {
+	case <-removed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a removed member was not told")
+	}
+	// And the refusal is visible on the wire.
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+StreamPath, strings.NewReader(""))
+	req.Header.Set(HeaderCluster, "7")
+	req.Header.Set(HeaderFrom, "1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusGone {
+		t.Fatalf("status %d, want 410", resp.StatusCode)
+	}
+}
+
+func TestFullQueueDropsAndReports(t *testing.T) {
+	r1 := newFakeRaft()
+	t1 := New(Config{ClusterID: 7, MemberID: 1, Raft: r1, QueueLength: 4})
+	defer t1.Stop()
+	// A peer nobody listens on: the queue fills, Send never blocks.
+	t1.AddPeer(2, []string{"http://127.0.0.1:1"})
+	done := make(chan struct{})
+	go func() {
+		for i := 0; i < 1000; i++ {
+			t1.Send([]raftpb.Message{{Type: raftpb.MsgApp, From: 1, To: 2}})
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Send blocked on an unreachable peer")
+	}
+	r1.mu.Lock()
+	defer r1.mu.Unlock()
+	if r1.unreachable[2] == 0 {
+		t.Fatal("dropped messages were not reported")
+	}
+}
+
+func TestSnapshotTransfer(t *testing.T) {
+	t1, r1, _, r2, snaps := pair(t, 7, 7)
+	t1.Send([]raftpb.Message{{Type: raftpb.MsgSnap, From: 1, To: 2, Snapshot: &raftpb.Snapshot{Metadata: raftpb.SnapshotMetadata{Index: 10}}}})
+	waitFor(t, "snapshot report", func() bool {
+		r1.mu.Lock()
+		defer r1.mu.Unlock()
+		return len(r1.snapshots) == 1
+	})
+	r1.mu.Lock()
+	st := r1.snapshots[0]
+	r1.mu.Unlock()
+	if st != raft.SnapshotFinish {
+		t.Fatalf("snapshot status %v", st)
+	}
+	if !bytes.Equal(snaps.received, snaps.data) {
+		t.Fatalf("received %d bytes, sent %d", len(snaps.received), len(snaps.data))
+	}
+	r2.mu.Lock()
+	defer r2.mu.Unlock()
+	// The receiver stepped the message with the metadata of the state
+	// actually sent.
+	if len(r2.steps) != 1 || r2.steps[0].Snapshot.Metadata.Index != 42 {
+		t.Fatalf("stepped %+v", r2.steps)
+	}
+
+	snaps.fail = true
+	t1.Send([]raftpb.Message{{Type: raftpb.MsgSnap, From: 1, To: 2, Snapshot: &raftpb.Snapshot{Metadata: raftpb.SnapshotMetadata{Index: 11}}}})
+	waitFor(t, "failed snapshot report", func() bool {
+		r1.mu.Lock()
+		defer r1.mu.Unlock()
+		return len(r1.snapshots) == 2
+	})
+	r1.mu.Lock()
+	defer r1.mu.Unlock()
+	if r1.snapshots[1] != raft.SnapshotFailure {
+		t.Fatalf("a refused snapshot reported %v", r1.snapshots[1])
+	}
+}
