@@ -30,6 +30,7 @@ type serveFlags struct {
 	initialCluster           string
 	initialClusterState      string
 	initialClusterToken      string
+	discovery                string
 	snapshotCount            uint64
 	snapshotCatchUpEntries   uint64
 	quotaBackendBytes        int64
@@ -72,6 +73,9 @@ too, so existing etcd units work. A flag on the command line wins.`,
 			if err != nil {
 				return ExitError{Code: 2, Err: err}
 			}
+			if err := discoverCluster(cmd.Context(), &cfg, f.discovery); err != nil {
+				return err
+			}
 			return runServe(cmd.Context(), cfg, s)
 		},
 	}
@@ -85,6 +89,7 @@ too, so existing etcd units work. A flag on the command line wins.`,
 	fs.StringVar(&f.initialCluster, "initial-cluster", "", "Initial cluster configuration for bootstrapping, name=peerURL,... Default <name>=<initial-advertise-peer-urls>.")
 	fs.StringVar(&f.initialClusterState, "initial-cluster-state", "new", "Initial cluster state ('new' or 'existing').")
 	fs.StringVar(&f.initialClusterToken, "initial-cluster-token", server.DefaultInitialClusterToken, "Initial cluster token for the cluster during bootstrap.")
+	fs.StringVar(&f.discovery, "discovery", "", "Discovery URL used to bootstrap the cluster (a v2 keys API token directory, e.g. http://host:2379/v2/keys/discovery/<token>).")
 	fs.Uint64Var(&f.snapshotCount, "snapshot-count", server.DefaultSnapshotCount, "Number of committed transactions to trigger a snapshot (raft log truncation).")
 	fs.Uint64Var(&f.snapshotCatchUpEntries, "snapshot-catchup-entries", server.DefaultSnapshotCatchUpEntries, "Number of entries for a slow follower to catch up after compacting the raft log.")
 	fs.Int64Var(&f.quotaBackendBytes, "quota-backend-bytes", 0, "Raise alarms when backend size exceeds the given quota. 0 means use the default quota (2 GiB).")
@@ -172,6 +177,9 @@ func (f *serveFlags) config(fs *pflag.FlagSet) (embed.Config, error) {
 		m.DataDir = f.name + ".cairn"
 	}
 	m.InitialCluster = f.initialCluster
+	if err := f.checkDiscovery(fs); err != nil {
+		return cfg, err
+	}
 	if m.InitialCluster == "" {
 		parts := make([]string, len(m.PeerURLs))
 		for i, u := range m.PeerURLs {
@@ -189,6 +197,9 @@ func (f *serveFlags) config(fs *pflag.FlagSet) (embed.Config, error) {
 	}
 	m.InitialClusterState = f.initialClusterState
 	m.InitialClusterToken = f.initialClusterToken
+	if f.discovery != "" {
+		m.InitialClusterToken = f.discovery // as etcd: member IDs hash the discovery URL
+	}
 	if f.snapshotCount == 0 {
 		return cfg, errors.New("invalid value 0 for flag --snapshot-count: must be positive")
 	}

@@ -121,10 +121,11 @@ func (s *Server) v2SyncLoop() {
 			return
 		case <-t.C:
 		}
+		now := time.Now()
+		s.v2.stats.observeLeader(s.Leader(), now)
 		if !s.IsLeader() {
 			continue
 		}
-		now := time.Now()
 		if next, ok := s.v2.store.NextExpiry(); !ok || next.After(now) {
 			continue
 		}
@@ -217,6 +218,13 @@ func (st *v2Stats) follower(id uint64) *followerStats {
 		st.followers[id] = f
 	}
 	return f
+}
+
+// observeLeader notes the current leader, for the leader's uptime.
+func (st *v2Stats) observeLeader(lead uint64, now time.Time) {
+	st.mu.Lock()
+	st.seeLeader(lead, now)
+	st.mu.Unlock()
 }
 
 // seeLeader notes the current leader; the caller holds mu.

@@ -138,7 +138,16 @@ func TestV2Cluster(t *testing.T) {
 	// Add, update and remove a member.
 	mu := f + "/v2/members"
 	peer := freePeerURL(t)
-	r = jsonRequest(t, "POST", mu, "application/json", `{"peerURLs":["`+peer+`"]}`)
+	// As etcd 3 with its strict reconfiguration check, the cluster refuses
+	// to add a member (500) until every voter has been connected for a
+	// while.
+	pollUntil(t, 30*time.Second, "the cluster to accept a new member", func() error {
+		r = jsonRequest(t, "POST", mu, "application/json", `{"peerURLs":["`+peer+`"]}`)
+		if r.status == 500 && r.body == `{"message":"Internal Server Error"}` {
+			return fmt.Errorf("%d %s", r.status, r.body)
+		}
+		return nil
+	})
 	var added struct {
 		ID         string   `json:"id"`
 		Name       string   `json:"name"`
