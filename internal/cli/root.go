@@ -63,5 +63,6 @@ func newRootCommand(s streams) *cobra.Command {
 	root.AddCommand(newVersionCommand(s))
 	addCtlCommands(root, s)
 	addAuthCommands(root, s)
+	addLocksmithCommands(root, s)
 	return root
 }

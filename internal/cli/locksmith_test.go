@@ -1,0 +1,249 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cairn-io/cairn/internal/cli"
+	"github.com/cairn-io/cairn/internal/locksmith"
+)
+
+// locksmithEnv clears the variables the locksmith commands read, so the
+// test's own environment cannot leak in.
+func locksmithEnv(t *testing.T) {
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		for _, p := range []string{"LOCKSMITHCTL_", "LOCKSMITHD_", "REBOOT_", "CAIRN_", "ETCDCTL_"} {
+			if strings.HasPrefix(name, p) {
+				t.Setenv(name, "")
+			}
+		}
+	}
+}
+
+func TestLocksmithCtl(t *testing.T) {
+	locksmithEnv(t)
+	m := testServer(t)
+	ep := "--endpoints=" + m.Endpoint()
+	run := func(args ...string) result {
+		t.Helper()
+		return runCairn(t, "", append([]string{"locksmith", ep}, args...)...)
+	}
+	expect := func(r result, code int, stdout, stderr string) {
+		t.Helper()
+		if r.code != code || r.stdout != stdout || r.stderr != stderr {
+			t.Fatalf("got %v\nwant exit %d\n--- stdout:\n%s--- stderr:\n%s", r, code, stdout, stderr)
+		}
+	}
+
+	expect(run("status"), 0, "Available: 1\nMax: 1\n", "")
+	expect(run("lock", "node-a"), 0, "", "")
+	expect(run("status"), 0, "Available: 0\nMax: 1\n\nMACHINE ID\nnode-a\n", "")
+	expect(run("lock", "node-a"), 1, "", "Error: locking: holder exists\n")
+	expect(run("lock", "node-b"), 1, "", "Error: locking: semaphore is at 0: group \"default\" has 1 of 1 slots held\n")
+	expect(run("set-max", "2"), 0, "Old-Max: 1\nMax: 2\n", "")
+	expect(run("--group", "default", "lock", "node-b"), 0, "", "")
+	expect(run("status"), 0, "Available: 0\nMax: 2\n\nMACHINE ID\nnode-a\nnode-b\n", "")
+	expect(run("unlock", "node-x"), 1, "", "Error: unlocking: holder does not exist\n")
+	expect(run("unlock", "node-a"), 0, "", "")
+	expect(run("set-max"), 2, "", "Error: set-max needs the new maximum\n")
+	expect(run("set-max", "--", "-1"), 2, "", "Error: invalid maximum \"-1\": want a number of slots, 0 or more\n")
+	expect(run("set-max", "two"), 2, "", "Error: invalid maximum \"two\": want a number of slots, 0 or more\n")
+
+	// Another group, a holder bound to a lease, this machine's id.
+	idFile := filepath.Join(t.TempDir(), "machine-id")
+	if err := os.WriteFile(idFile, []byte("4a1b2c3d\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	expect(run("--group", "workers", "set-max", "3"), 0, "Old-Max: 1\nMax: 3\n", "")
+	expect(run("--group", "workers", "--machine-id-file", idFile, "lock"), 0, "", "")
+	expect(run("--group", "workers", "lock", "--ttl", "1m", "node-c"), 0, "", "")
+	r := run("--group", "workers", "status")
+	if !regexp.MustCompile(`^Available: 1\nMax: 3\n\nMACHINE ID\n4a1b2c3d\nnode-c\tlease=[0-9a-f]{16}\n$`).MatchString(r.stdout) || r.code != 0 {
+		t.Fatalf("status of workers: %v", r)
+	}
+	// The group and the endpoint from locksmithctl's variables.
+	t.Setenv("LOCKSMITHCTL_GROUP", "workers")
+	t.Setenv("LOCKSMITHCTL_ENDPOINT", m.ClientURL())
+	r = runCairn(t, "", "locksmith", "--machine-id-file", idFile, "unlock")
+	expect(r, 0, "", "")
+	r = runCairn(t, "", "locksmith", "status", "-w", "json")
+	var st struct {
+		Group     string
+		Max       int
+		Available int
+		Holders   []struct{ ID, Lease string }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || r.code != 0 {
+		t.Fatalf("status -w json: %v (%v)", r, err)
+	}
+	if st.Group != "workers" || st.Max != 3 || st.Available != 2 || len(st.Holders) != 1 || st.Holders[0].ID != "node-c" || len(st.Holders[0].Lease) != 16 {
+		t.Fatalf("status -w json: %+v", st)
+	}
+	// A flag beats the variable.
+	expect(runCairn(t, "", "locksmith", "--group", "default", "status"), 0, "Available: 1\nMax: 2\n\nMACHINE ID\nnode-b\n", "")
+	t.Setenv("LOCKSMITHCTL_GROUP", "")
+	t.Setenv("LOCKSMITHCTL_ENDPOINT", "")
+
+	r = run("status", "--all")
+	if !regexp.MustCompile(`^Group: default\nAvailable: 1\nMax: 2\n\nMACHINE ID\nnode-b\n\nGroup: workers\nAvailable: 2\nMax: 3\n\nMACHINE ID\nnode-c\tlease=[0-9a-f]{16}\n$`).MatchString(r.stdout) {
+		t.Fatalf("status --all: %v", r)
+	}
+	expect(run("status", "-w", "yaml"), 2, "", "Error: invalid --write-out \"yaml\": want simple or json\n")
+}
+
+func TestLocksmithSendNeedReboot(t *testing.T) {
+	locksmithEnv(t)
+	dir := t.TempDir()
+	bootFile := filepath.Join(dir, "boot_id")
+	if err := os.WriteFile(bootFile, []byte("b00t\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state")
+	r := runCairn(t, "", "locksmith", "send-need-reboot", "--state-dir", state, "--boot-id-file", bootFile)
+	if r.code != 0 || r.stdout != "" || r.stderr != "" {
+		t.Fatal(r)
+	}
+	need, _, err := locksmith.NeedRebootFile(state, locksmith.BootIDFile(bootFile))(context.Background())
+	if err != nil || !need {
+		t.Fatalf("need = %v, %v after send-need-reboot", need, err)
+	}
+}
+
+// daemonLog is a bytes.Buffer safe for a daemon writing while the test
+// reads.
+type daemonLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *daemonLog) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *daemonLog) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// startDaemon runs "cairn locksmithd args..." in process until the test
+// ends; its log is returned.
+func startDaemon(t *testing.T, args ...string) (*daemonLog, func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var logs daemonLog
+	done := make(chan error, 1)
+	go func() {
+		done <- cli.Run(ctx, append([]string{"locksmithd"}, args...), strings.NewReader(""), &logs, &logs)
+	}()
+	var once sync.Once
+	var err error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case err = <-done:
+			case <-time.After(30 * time.Second):
+				t.Error("locksmithd did not stop")
+			}
+		})
+		return err
+	}
+	t.Cleanup(func() { stop() })
+	return &logs, stop
+}
+
+func waitLog(t *testing.T, logs *daemonLog, want string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(logs.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("log never said %q:\n%s", want, logs.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestLocksmithdSettings checks where the daemon's settings come from: the
+// command line, then the environment, then the update.conf files, later
+// files overriding earlier ones.
+func TestLocksmithdSettings(t *testing.T) {
+	locksmithEnv(t)
+	m := testServer(t)
+	dir := t.TempDir()
+	usr := filepath.Join(dir, "usr-update.conf")
+	etc := filepath.Join(dir, "etc-update.conf")
+	if err := os.WriteFile(usr, []byte("GROUP=stable\nREBOOT_STRATEGY=reboot\nSERVER=https://public.update.core-os.net/v1/update/\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conf := "# written by hand\nREBOOT_STRATEGY=\"etcd-lock\"\nLOCKSMITHD_REBOOT_WINDOW_START='Thu 23:00'\nLOCKSMITHD_REBOOT_WINDOW_LENGTH=1h\nLOCKSMITHD_GROUP=from-file\nLOCKSMITHD_ENDPOINT=http://127.0.0.1:1\n"
+	if err := os.WriteFile(etc, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"--config", usr + "," + etc, "--id", "n1", "--state-dir", filepath.Join(dir, "state"), "--sentinel", "", "--boot-id-file", filepath.Join(dir, "none"), "--check-interval", "50ms"}
+
+	// From the files alone (the endpoint there is wrong on purpose: the
+	// environment fixes it below).
+	t.Setenv("LOCKSMITHD_ENDPOINT", m.ClientURL())
+	logs, stop := startDaemon(t, base...)
+	waitLog(t, logs, "msg=starting")
+	waitLog(t, logs, "msg=\"no reboot needed\"")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"strategy=etcd-lock", "id=n1", "group=from-file", `window="Thu 23:00 for 1h"`, "lock_ttl=30m0s"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("files: log lacks %q:\n%s", want, logs)
+		}
+	}
+
+	// The environment beats the files, the command line the environment.
+	t.Setenv("LOCKSMITHD_GROUP", "from-env")
+	t.Setenv("REBOOT_STRATEGY", "reboot")
+	logs, stop = startDaemon(t, append(base, "--strategy", "etcd-lock", "--lock-ttl", "0")...)
+	waitLog(t, logs, "msg=\"no reboot needed\"")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"strategy=etcd-lock", "group=from-env"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("env: log lacks %q:\n%s", want, logs)
+		}
+	}
+	if strings.Contains(logs.String(), "lock_ttl") {
+		t.Errorf("--lock-ttl 0 still binds to a lease:\n%s", logs)
+	}
+
+	// Strategy off exits at once, whatever else is set.
+	r := runCairn(t, "", append([]string{"locksmithd"}, append(base, "--strategy", "off")...)...)
+	if r.code != 0 || !strings.Contains(r.stderr, "reboot strategy is off") {
+		t.Fatal(r)
+	}
+	// Bad settings are usage errors.
+	for _, tc := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"--strategy", "best-effort"}, `unknown reboot strategy "best-effort"`},
+		{[]string{"--reboot-window-start", "Thu 25:00", "--reboot-window-length", "1h"}, `invalid time of day "25:00"`},
+		{[]string{"--reboot-window-start", "Thu 23:00", "--reboot-window-length", ""}, "needs both a start and a length"},
+		{[]string{"--reboot-window-start", "23:00", "--reboot-window-length", "25h"}, "must be less than the period"},
+	} {
+		t.Setenv("LOCKSMITHD_REBOOT_WINDOW_START", "")
+		r := runCairn(t, "", append([]string{"locksmithd", "--config", ""}, append(tc.args, "--id", "n1")...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.msg) {
+			t.Errorf("%v: %v, want exit 2 with %q", tc.args, r, tc.msg)
+		}
+	}
+}
