@@ -884,6 +884,13 @@ func (s *Store) Recheck(name string, c PasswordCheck) (PasswordCheck, error) {
 	return PasswordCheck{Revision: s.revision, hash: c.hash}, nil
 }
 
+// Busy reports whether a password check would be refused now: every slot
+// runs and the waiting line is full. It lets a member refuse a login
+// before spending anything else on it.
+func (s *Store) Busy() bool {
+	return len(s.slots) == cap(s.slots) && s.waiting.Load() >= s.maxWaiting
+}
+
 func (s *Store) acquire(ctx context.Context) error {
 	select {
 	case s.slots <- struct{}{}:

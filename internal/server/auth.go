@@ -47,8 +47,15 @@ func (s *Server) openAuth() error {
 }
 
 // waitIndex waits until the entry at index is applied (a simple token
-// names the index of its login).
+// names the index of its login), for at most a request timeout: a token
+// naming an index far ahead (forged, or from another cluster) must not
+// hold a watch stream's requests forever.
 func (s *Server) waitIndex(ctx context.Context, index uint64) bool {
+	if s.AppliedIndex() >= index {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReqTimeout())
+	defer cancel()
 	for {
 		ch := *s.applyNotify.Load()
 		if s.AppliedIndex() >= index {
@@ -512,6 +519,11 @@ func authResult(err error, resp any) result {
 // the check is confirmed again (without bcrypt when the user's password is
 // unchanged) and the login retried, a bounded number of times.
 func (s *Server) Authenticate(ctx context.Context, r *pb.AuthenticateRequest) (*pb.AuthenticateResponse, error) {
+	if s.authStore.Busy() {
+		// Refused before the read index a check would wait for: a flood
+		// of logins costs little more than its connections.
+		return nil, auth.ErrTooManyRequests
+	}
 	if err := s.linearizableReadNotify(ctx); err != nil {
 		return nil, err
 	}

@@ -55,54 +55,71 @@ func TestAuthenticateFlood(t *testing.T) {
 	alice := authClient(t, []string{m.Endpoint()}, nil, "alice", "alicepw")
 
 	latencies(t, alice, 50) // warm up
-	base := latencies(t, alice, 300)
 
-	const flooders = 16
+	// Rounds of quiet and flood, alternating; the least disturbed round of
+	// each kind is compared, so that load from outside the test (other
+	// processes on the machine) does not decide the outcome.
+	const rounds, flooders = 3, 16
 	var failed, tooMany, other atomic.Int64
 	var otherErr atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range flooders {
-		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cli.Close()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				_, err := cli.Authenticate(ctx, "alice", "wrong")
-				cancel()
-				switch {
-				case errors.Is(err, rpctypes.ErrAuthFailed):
-					failed.Add(1)
-				case errors.Is(err, rpctypes.ErrTooManyRequests):
-					tooMany.Add(1)
-				default:
-					other.Add(1)
-					otherErr.Store(err)
-				}
+	flooding := func(measure func()) {
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for range flooders {
+			cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+			if err != nil {
+				t.Fatal(err)
 			}
-		}()
+			defer cli.Close()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					_, err := cli.Authenticate(ctx, "alice", "wrong")
+					cancel()
+					switch {
+					case errors.Is(err, rpctypes.ErrAuthFailed):
+						failed.Add(1)
+					case errors.Is(err, rpctypes.ErrTooManyRequests):
+						tooMany.Add(1)
+					default:
+						other.Add(1)
+						otherErr.Store(err)
+					}
+				}
+			}()
+		}
+		// Let the flood reach its steady state before measuring.
+		start := failed.Load() + tooMany.Load()
+		deadline := time.Now().Add(10 * time.Second)
+		for failed.Load()+tooMany.Load() < start+100 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		measure()
+		close(stop)
+		wg.Wait()
 	}
-	// Let the flood reach its steady state before measuring.
-	deadline := time.Now().Add(10 * time.Second)
-	for failed.Load()+tooMany.Load() < 100 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	var base, during []time.Duration
+	for range rounds {
+		b := latencies(t, alice, 200)
+		var d []time.Duration
+		flooding(func() { d = latencies(t, alice, 200) })
+		t.Logf("round: without flood p50 %v p90 %v; with %d flooders p50 %v p90 %v", pct(b, 50), pct(b, 90), flooders, pct(d, 50), pct(d, 90))
+		if base == nil || pct(b, 50) < pct(base, 50) {
+			base = b
+		}
+		if during == nil || pct(d, 50) < pct(during, 50) {
+			during = d
+		}
 	}
-	during := latencies(t, alice, 300)
-	close(stop)
-	wg.Wait()
-
-	t.Logf("without flood: p50 %v p90 %v; with %d flooders: p50 %v p90 %v; logins refused as wrong %d, as too many %d",
-		pct(base, 50), pct(base, 90), flooders, pct(during, 50), pct(during, 90), failed.Load(), tooMany.Load())
+	t.Logf("best rounds: without flood p50 %v p90 %v; with flood p50 %v p90 %v; logins refused as wrong %d, as too many %d",
+		pct(base, 50), pct(base, 90), pct(during, 50), pct(during, 90), failed.Load(), tooMany.Load())
 	if n := other.Load(); n > 0 {
 		t.Errorf("%d logins failed otherwise, e.g. %v", n, otherErr.Load())
 	}

@@ -16,6 +16,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/cairn-io/cairn/tests/framework"
 )
@@ -232,6 +233,36 @@ func TestTLSPeers(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode == http.StatusOK {
 			t.Errorf("plain-text peer request was served")
+		}
+	}
+
+	// A simple token made on one member is known to the others: the login
+	// went through raft.
+	if _, err := cli.Put(ctx, "k1", "v"); err != nil {
+		t.Fatal(err)
+	}
+	setupAuth(t, cli)
+	ctx = ctx10(t)
+	login, err := cli.Authenticate(ctx, "alice", "alicepw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range c.Members {
+		anon, err := clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer anon.Close()
+		tctx := metadata.NewOutgoingContext(ctx, metadata.Pairs(rpctypes.TokenFieldNameGRPC, login.Token))
+		if resp, err := anon.Get(tctx, "k1"); err != nil || len(resp.Kvs) != 1 {
+			t.Errorf("alice's simple token on %s: %v %v", m.Name(), resp, err)
+		}
+		if _, err := anon.Get(tctx, "k"); !errors.Is(err, rpctypes.ErrPermissionDenied) {
+			t.Errorf("alice's simple token on %s reading k: %v", m.Name(), err)
+		}
+		forged := metadata.NewOutgoingContext(ctx, metadata.Pairs(rpctypes.TokenFieldNameGRPC, "forged.1"))
+		if _, err := anon.Get(forged, "k1"); !errors.Is(err, rpctypes.ErrInvalidAuthToken) {
+			t.Errorf("a forged simple token on %s: %v", m.Name(), err)
 		}
 	}
 }
