@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -195,6 +196,12 @@ func TestV2Keys(t *testing.T) {
 	}
 	if d := time.Until(ev.Node.Expiration); d < 5*time.Second || d > 8*time.Second || ev.Node.Expiration.Location() != time.UTC {
 		t.Fatalf("expiration %v is not ~7s from now in UTC", ev.Node.Expiration)
+	}
+
+	// --max-request-bytes bounds v2 writes: error 300.
+	r = v2Request(t, "PUT", base, "/v2/keys/huge", form("value", strings.Repeat("x", 2<<20)))
+	if want := `{"errorCode":300,"message":"Raft Internal Error","cause":"etcdserver: request is too large","index":0}` + "\n"; r.status != 500 || r.body != want {
+		t.Fatalf("a 2 MiB value: %d %s", r.status, r.body)
 	}
 
 	// Methods other than the five: 405 with an Allow header, as etcd.
