@@ -782,10 +782,17 @@ func prefixEnd(p []byte) []byte {
 	return []byte{0}
 }
 
-// validateAuth checks --auth-token without reading key files.
+// validateAuth checks --auth-token, JWT key files included, before the
+// member touches its data directory.
 func (c *Config) validateAuth() error {
-	if _, err := auth.ParseTokenOptions(c.AuthToken); err != nil {
+	opts, err := auth.ParseTokenOptions(c.AuthToken)
+	if err != nil {
 		return fmt.Errorf("%w: --auth-token: %v", ErrBadConfig, err)
+	}
+	if opts.Type == auth.TokenJWT {
+		if _, err := auth.NewTokenProvider(opts, auth.SimpleTokenConfig{}); err != nil {
+			return fmt.Errorf("%w: --auth-token: %v", ErrBadConfig, err)
+		}
 	}
 	if c.AuthTokenTTL < 0 {
 		return fmt.Errorf("%w: --auth-token-ttl must not be negative", ErrBadConfig)
