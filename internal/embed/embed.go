@@ -210,14 +210,6 @@ func (m *Member) ClientURLs() []string { return withSchemes(m.clientLns, m.cfg.L
 // PeerURLs returns the URLs peers can reach the member at.
 func (m *Member) PeerURLs() []string { return withSchemes(m.peerLns, m.cfg.ListenPeerURLs) }
 
-func urlsOf(ls []net.Listener) []string {
-	out := make([]string, len(ls))
-	for i, l := range ls {
-		out[i] = "http://" + l.Addr().String()
-	}
-	return out
-}
-
 // Close stops the member: client connections are closed first so clients
 // learn at once that the member is going away; then the member stops raft,
 // finishes applying and closes storage.
