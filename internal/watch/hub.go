@@ -339,7 +339,8 @@ func (h *Hub) syncOnce() bool {
 			h.indexLocked(w)
 		case w.nextRev < compactRev:
 			// Its history is gone: tell it, and drop it once told.
-			if w.stream.trySend(Response{WatchID: w.id, CompactRevision: compactRev, Revision: target}) {
+			// As in etcd, a compaction notice carries no revision.
+			if w.stream.trySend(Response{WatchID: w.id, CompactRevision: compactRev}) {
 				w.stream.dropLocked(w)
 			}
 		default:

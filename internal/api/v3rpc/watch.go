@@ -204,6 +204,9 @@ func (ws *watchStream) create(cr *pb.WatchCreateRequest) bool {
 		}
 	}
 	id, rev, err := ws.hs.Watch(o)
+	if err != nil {
+		rev = ws.srv.w.Hub().Rev()
+	}
 	if err == nil {
 		// Recorded before the created response is queued; the send loop
 		// holds the watcher's events back until that response is out.
