@@ -57,14 +57,20 @@ func (s *Store) compactIndex(rev int64) compactJob {
 
 // compactIndexLocked is compactIndex for callers holding mu and idxMu.
 func (s *Store) compactIndexLocked(rev int64) compactJob {
+	job := compactJob{rev: rev, prev: s.compactRev, done: make(chan struct{}), keep: map[revID]struct{}{}}
 	s.compactRev = rev
-	job := compactJob{rev: rev, done: make(chan struct{})}
 	var empty []*keyIndex
 	s.idx.tree.Ascend(func(ki *keyIndex) bool {
 		var gone bool
 		job.dropped, gone = ki.compact(rev, job.dropped)
 		if gone {
 			empty = append(empty, ki)
+		}
+		for _, r := range ki.revs {
+			if r.main > rev {
+				break
+			}
+			job.keep[revID{r.main, int64(r.sub)}] = struct{}{}
 		}
 		return true
 	})

@@ -2,6 +2,7 @@ package mvcc
 
 import (
 	"fmt"
+	"hash"
 	"hash/crc32"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -37,16 +38,28 @@ func (s *Store) HashKV(rev int64) (hash uint32, hashRev, compactRev int64, err e
 	case rev == 0:
 		rev = cur
 	}
+	if ch, ok := s.compactionHashAt(rev); ok {
+		// etcd answers from the hash it took while compacting.
+		return ch.hash, rev, ch.compactRevision, nil
+	}
 	h := crc32.New(castagnoli)
 	h.Write([]byte("key"))
 	if rev < 0 {
 		return h.Sum32(), rev, compactRev, nil
 	}
-	keep := s.keepAt(rev)
+	err = s.hashRevisions(h, rev, compactRev, s.keepAt(rev))
+	return h.Sum32(), rev, compactRev, err
+}
+
+// hashRevisions writes into h, in etcd's encodings, every stored revision
+// up to rev, skipping those at or before compactRev that keep does not hold
+// (unless keep is empty) and a deletion at exactly compactRev, as etcd's
+// hasher does.
+func (s *Store) hashRevisions(h hash.Hash32, rev, compactRev int64, keep map[revID]struct{}) error {
 	lo, hi := storage.RevKeyBounds(0, rev+1)
 	it, err := s.be.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
-		return 0, rev, compactRev, fmt.Errorf("mvcc: hash: %w", err)
+		return fmt.Errorf("mvcc: hash: %w", err)
 	}
 	defer it.Close()
 	var kv mvccpb.KeyValue
@@ -54,7 +67,7 @@ func (s *Store) HashKV(rev int64) (hash uint32, hashRev, compactRev int64, err e
 	for it.First(); it.Valid(); it.Next() {
 		r, tomb, err := storage.ParseRevKey(it.Key())
 		if err != nil {
-			return 0, rev, compactRev, fmt.Errorf("mvcc: hash: %w", err)
+			return fmt.Errorf("mvcc: hash: %w", err)
 		}
 		if r.Main <= compactRev && len(keep) > 0 {
 			if _, ok := keep[revID{r.Main, r.Sub}]; !ok {
@@ -74,16 +87,16 @@ func (s *Store) HashKV(rev int64) (hash uint32, hashRev, compactRev int64, err e
 			// etcd stores a deletion as the key alone.
 			kv.Reset()
 			if err := kv.Unmarshal(v); err != nil {
-				return 0, rev, compactRev, fmt.Errorf("mvcc: hash: revision %d.%d: %v: %w", r.Main, r.Sub, err, storage.ErrCorrupt)
+				return fmt.Errorf("mvcc: hash: revision %d.%d: %v: %w", r.Main, r.Sub, err, storage.ErrCorrupt)
 			}
 			if v, err = (&mvccpb.KeyValue{Key: kv.Key}).Marshal(); err != nil {
-				return 0, rev, compactRev, err
+				return err
 			}
 		}
 		h.Write(k)
 		h.Write(v)
 	}
-	return h.Sum32(), rev, compactRev, it.Error()
+	return it.Error()
 }
 
 type revID struct{ main, sub int64 }
@@ -102,4 +115,47 @@ func (s *Store) keepAt(rev int64) map[revID]struct{} {
 		return true
 	})
 	return keep
+}
+
+// compactionHash is a hash taken when a compaction ran, as etcd keeps them.
+type compactionHash struct {
+	hash            uint32
+	revision        int64 // the compaction revision
+	compactRevision int64 // the compaction before it
+}
+
+// maxCompactionHashes is how many compaction hashes are kept (etcd's).
+const maxCompactionHashes = 10
+
+// recordCompactionHash hashes, before the job deletes anything, what etcd
+// hashes while compacting: every stored revision after the previous
+// compaction up to this one, and the revisions at or before the previous
+// compaction that this one keeps. HashKV at a compaction revision answers
+// with it, as etcd's does.
+func (s *Store) recordCompactionHash(job compactJob) {
+	h := crc32.New(castagnoli)
+	h.Write([]byte("key"))
+	err := s.hashRevisions(h, job.rev, job.prev, job.keep)
+	if err != nil {
+		s.lg.Warn("hashing at compaction", "revision", job.rev, "err", err)
+		return
+	}
+	s.hashMu.Lock()
+	defer s.hashMu.Unlock()
+	s.hashes = append(s.hashes, compactionHash{hash: h.Sum32(), revision: job.rev, compactRevision: job.prev})
+	if len(s.hashes) > maxCompactionHashes {
+		s.hashes = s.hashes[len(s.hashes)-maxCompactionHashes:]
+	}
+}
+
+// compactionHashAt returns the hash recorded at compaction revision rev.
+func (s *Store) compactionHashAt(rev int64) (compactionHash, bool) {
+	s.hashMu.Lock()
+	defer s.hashMu.Unlock()
+	for _, ch := range s.hashes {
+		if ch.revision == rev {
+			return ch, true
+		}
+	}
+	return compactionHash{}, false
 }

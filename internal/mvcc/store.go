@@ -100,6 +100,11 @@ type Store struct {
 	pendingRev int64        // newest revision written, >= currentRev
 	pending    []pendingRev // revisions (currentRev, pendingRev], oldest first
 
+	// hashes are the hashes taken at the last compactions (see
+	// recordCompactionHash), newest last.
+	hashMu sync.Mutex
+	hashes []compactionHash
+
 	// Physical compaction runs on its own goroutine, one job at a time.
 	// A job is queued by Publish, after the batch that scheduled it is
 	// committed.
@@ -126,7 +131,12 @@ type pendingRev struct {
 type compactJob struct {
 	rev     int64
 	dropped []rev
-	done    chan struct{}
+	// prev is the compaction revision before this one; keep, the
+	// revisions at or below rev the compaction kept. Both feed the hash
+	// recorded when the job runs (etcd's compaction hash).
+	prev int64
+	keep map[revID]struct{}
+	done chan struct{}
 	// merged holds the done channels of earlier compactions in the same
 	// batch, whose revisions this job deletes too.
 	merged []chan struct{}

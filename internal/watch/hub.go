@@ -341,7 +341,11 @@ func (h *Hub) syncOnce() bool {
 			// Its history is gone: tell it, and drop it once told.
 			// As in etcd, a compaction notice carries no revision.
 			if w.stream.trySend(Response{WatchID: w.id, CompactRevision: compactRev}) {
-				w.stream.dropLocked(w)
+				// It leaves the hub but stays on its stream, unsynced,
+				// until the client cancels it: as in etcd, the stream
+				// gets no progress notification meanwhile.
+				h.unindexLocked(w)
+				w.gone = true
 			}
 		default:
 			ws = append(ws, w)

@@ -252,8 +252,18 @@ func TestCompactedStart(t *testing.T) {
 	if r.WatchID != id || r.CompactRevision != 5 || len(r.Events) != 0 {
 		t.Fatalf("compacted start: %+v", r)
 	}
-	if err := s.Cancel(id); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("the compacted watcher still exists: %v", err)
+	if s.RequestProgress() {
+		t.Fatal("progress sent on a stream holding a compacted watcher")
+	}
+	h.mu.Lock()
+	inHub := len(h.unsynced) + len(h.byKey)
+	h.mu.Unlock()
+	if inHub != 0 {
+		t.Fatalf("the compacted watcher is still in the hub (%d)", inHub)
+	}
+	// The client cancels it, as clientv3 does.
+	if err := s.Cancel(id); err != nil {
+		t.Fatalf("cancel of the compacted watcher: %v", err)
 	}
 	// Starting at the compaction revision itself is allowed.
 	if _, _, err := s.Watch(WatchOptions{Key: []byte("k"), StartRev: 5}); err != nil {
