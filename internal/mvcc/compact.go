@@ -59,6 +59,7 @@ func (s *Store) compactIndex(rev int64) compactJob {
 func (s *Store) compactIndexLocked(rev int64) compactJob {
 	job := compactJob{rev: rev, prev: s.compactRev, done: make(chan struct{}), keep: map[revID]struct{}{}}
 	s.compactRev = rev
+	s.lastJob = &job
 	var empty []*keyIndex
 	s.idx.tree.Ascend(func(ki *keyIndex) bool {
 		var gone bool

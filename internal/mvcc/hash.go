@@ -38,6 +38,13 @@ func (s *Store) HashKV(rev int64) (hash uint32, hashRev, compactRev int64, err e
 	case rev == 0:
 		rev = cur
 	}
+	s.idxMu.RLock()
+	last := s.lastJob
+	s.idxMu.RUnlock()
+	if last != nil && last.rev == rev {
+		// The hash of that compaction is taken when its deletions run.
+		<-last.done
+	}
 	if ch, ok := s.compactionHashAt(rev); ok {
 		// etcd answers from the hash it took while compacting.
 		return ch.hash, rev, ch.compactRevision, nil

@@ -104,6 +104,9 @@ type Store struct {
 	// recordCompactionHash), newest last.
 	hashMu sync.Mutex
 	hashes []compactionHash
+	// lastJob is the latest compaction's job (guarded by idxMu), so HashKV
+	// at its revision can wait for its hash.
+	lastJob *compactJob
 
 	// Physical compaction runs on its own goroutine, one job at a time.
 	// A job is queued by Publish, after the batch that scheduled it is
