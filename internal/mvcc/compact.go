@@ -105,6 +105,7 @@ func (s *Store) deleteRevisions(job compactJob) {
 		}
 		close(job.done)
 	}()
+	s.recordCompactionHash(job)
 	sort.Slice(job.dropped, func(i, j int) bool { return job.dropped[i].less(job.dropped[j]) })
 	var kb []byte
 	b := s.be.NewBatch()
