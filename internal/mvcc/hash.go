@@ -35,19 +35,21 @@ func (s *Store) HashKV(rev int64) (hash uint32, hashRev, compactRev int64, err e
 		return 0, 0, compactRev, ErrCompacted
 	case rev > 0 && rev > cur:
 		return 0, cur, compactRev, ErrFutureRev
+	case rev > 0:
+		// Asked for a compaction revision by number, etcd answers from
+		// the hash it took while compacting.
+		s.idxMu.RLock()
+		last := s.lastJob
+		s.idxMu.RUnlock()
+		if last != nil && last.rev == rev {
+			// That hash is taken when the compaction's deletions run.
+			<-last.done
+		}
+		if ch, ok := s.compactionHashAt(rev); ok {
+			return ch.hash, rev, ch.compactRevision, nil
+		}
 	case rev == 0:
 		rev = cur
-	}
-	s.idxMu.RLock()
-	last := s.lastJob
-	s.idxMu.RUnlock()
-	if last != nil && last.rev == rev {
-		// The hash of that compaction is taken when its deletions run.
-		<-last.done
-	}
-	if ch, ok := s.compactionHashAt(rev); ok {
-		// etcd answers from the hash it took while compacting.
-		return ch.hash, rev, ch.compactRevision, nil
 	}
 	h := crc32.New(castagnoli)
 	h.Write([]byte("key"))
