@@ -69,6 +69,9 @@ type Config struct {
 	// CompactionBatch is the number of revisions deleted per storage batch
 	// by physical compaction. Default 10000.
 	CompactionBatch int
+	// ValueCacheBytes bounds the in-memory cache of recent revisions'
+	// values, in bytes. 0 means the default, 32 MiB; negative disables it.
+	ValueCacheBytes int64
 	// Reclaim, if set, is called after a physical compaction deleted
 	// revisions, with the bytes of values deleted and the key range they
 	// were in, so the storage engine can be asked to give the space back.
@@ -80,6 +83,7 @@ type Store struct {
 	be      Backend
 	leases  LeaseIndex
 	reclaim func(deleted int64, lo, hi []byte)
+	cache   *valueCache
 	lg      *slog.Logger
 	batchN  int
 
@@ -161,6 +165,7 @@ func New(cfg Config) (*Store, error) {
 		be:          cfg.Backend,
 		leases:      cfg.Leases,
 		reclaim:     cfg.Reclaim,
+		cache:       newValueCache(cacheSize(cfg.ValueCacheBytes)),
 		lg:          cfg.Logger.With("component", "mvcc"),
 		batchN:      cfg.CompactionBatch,
 		idx:         newIndex(),
@@ -175,6 +180,13 @@ func New(cfg Config) (*Store, error) {
 	s.pendingRev = s.currentRev
 	go s.compactLoop()
 	return s, nil
+}
+
+func cacheSize(n int64) int64 {
+	if n == 0 {
+		return 32 << 20
+	}
+	return n
 }
 
 // Close stops the compaction goroutine after it finishes the job in hand.
@@ -319,6 +331,18 @@ func (s *Store) Publish() []Change {
 			out = append(out, p.changes...)
 		}
 	}
+	// Freshly written values are the likeliest to be read next.
+	var sub, main int64
+	for i := range out {
+		kv := &out[i].KV
+		if kv.ModRevision != main {
+			main, sub = kv.ModRevision, 0
+		}
+		if !out[i].Delete {
+			s.cache.put(revID{main, sub}, *kv)
+		}
+		sub++
+	}
 	s.idxMu.Lock()
 	s.currentRev = s.pendingRev
 	s.idxMu.Unlock()
@@ -404,8 +428,21 @@ func (s *Store) rangeKeys(v readView, key, end []byte, ro RangeOptions, locked b
 	return res, nil
 }
 
-// readValue loads the value of revision r from storage.
+// readValue loads the value of revision r, from the cache or storage.
 func (s *Store) readValue(r rev) (mvccpb.KeyValue, error) {
+	id := revID{r.main, int64(r.sub)}
+	if kv, ok := s.cache.get(id); ok {
+		return kv, nil
+	}
+	kv, err := s.loadValue(r)
+	if err == nil && !r.tomb {
+		s.cache.put(id, kv)
+	}
+	return kv, err
+}
+
+// loadValue loads the value of revision r from storage.
+func (s *Store) loadValue(r rev) (mvccpb.KeyValue, error) {
 	var kv mvccpb.KeyValue
 	var kb [18]byte
 	key := storage.RevKey(kb[:0], storage.Revision{Main: r.main, Sub: int64(r.sub)}, r.tomb)
