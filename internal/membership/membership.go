@@ -331,3 +331,21 @@ func (c *Cluster) checkPeerURLsLocked(id uint64, urls []string) error {
 	}
 	return nil
 }
+
+// SameURLs reports whether a and b hold the same URLs, in any order.
+func SameURLs(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	seen := map[string]int{}
+	for _, u := range a {
+		seen[u]++
+	}
+	for _, u := range b {
+		if seen[u] == 0 {
+			return false
+		}
+		seen[u]--
+	}
+	return true
+}

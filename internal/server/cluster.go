@@ -344,7 +344,7 @@ func (s *Server) join() error {
 	}
 	var self *membership.Member
 	for i := range existing {
-		if sameURLs(existing[i].PeerURLs, s.cfg.PeerURLs) {
+		if membership.SameURLs(existing[i].PeerURLs, s.cfg.PeerURLs) {
 			self = &existing[i]
 		}
 	}
@@ -352,18 +352,7 @@ func (s *Server) join() error {
 		return fmt.Errorf("%w: the cluster has no member with peer URLs %v; add it first (cairn member add %s --peer-urls=%s)",
 			ErrBadConfig, s.cfg.PeerURLs, s.cfg.Name, strings.Join(s.cfg.PeerURLs, ","))
 	}
-	s.id, s.clusterID = self.ID, cid
-	s.cluster = membership.New(cid)
-	b := s.db.NewBatch()
-	for _, m := range existing {
-		if err := s.cluster.Add(b, m); err != nil {
-			b.Close()
-			return err
-		}
-	}
-	storage.PutUint64(b, storage.MetaMemberID, s.id)
-	storage.PutUint64(b, storage.MetaClusterID, s.clusterID)
-	if err := s.db.Commit(b, true); err != nil {
+	if err := s.recordIdentity(self.ID, cid, existing); err != nil {
 		return err
 	}
 	s.lg.Info("joining an existing cluster", "member-id", hexID(s.id), "cluster-id", hexID(s.clusterID))

@@ -220,7 +220,7 @@ func (c *Config) selfFromInitialCluster() ([]membership.Member, error) {
 		if m.Name != c.Name {
 			continue
 		}
-		if !sameURLs(m.PeerURLs, c.PeerURLs) {
+		if !membership.SameURLs(m.PeerURLs, c.PeerURLs) {
 			return nil, fmt.Errorf("%w: --initial-cluster has %s=%v but --initial-advertise-peer-urls is %v",
 				ErrBadConfig, c.Name, m.PeerURLs, c.PeerURLs)
 		}
@@ -368,18 +368,7 @@ func (s *Server) bootstrap() error {
 				self = &members[i]
 			}
 		}
-		s.id, s.clusterID = self.ID, membership.ClusterID(ids)
-		s.cluster = membership.New(s.clusterID)
-		b := s.db.NewBatch()
-		for _, m := range members {
-			if err := s.cluster.Add(b, m); err != nil {
-				b.Close()
-				return err
-			}
-		}
-		storage.PutUint64(b, storage.MetaMemberID, s.id)
-		storage.PutUint64(b, storage.MetaClusterID, s.clusterID)
-		if err := s.db.Commit(b, true); err != nil {
+		if err := s.recordIdentity(self.ID, membership.ClusterID(ids), members); err != nil {
 			return err
 		}
 		bootstrapPeers = ids
@@ -503,21 +492,21 @@ func lastIndex(st storage.RaftState) uint64 {
 	return st.Snapshot.Metadata.Index
 }
 
-func sameURLs(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	seen := map[string]int{}
-	for _, u := range a {
-		seen[u]++
-	}
-	for _, u := range b {
-		if seen[u] == 0 {
-			return false
+// recordIdentity makes this member id of cluster cid with members, in
+// memory and, synced, in storage.
+func (s *Server) recordIdentity(id, cid uint64, members []membership.Member) error {
+	s.id, s.clusterID = id, cid
+	s.cluster = membership.New(cid)
+	b := s.db.NewBatch()
+	for _, m := range members {
+		if err := s.cluster.Add(b, m); err != nil {
+			b.Close()
+			return err
 		}
-		seen[u]--
 	}
-	return true
+	storage.PutUint64(b, storage.MetaMemberID, id)
+	storage.PutUint64(b, storage.MetaClusterID, cid)
+	return s.db.Commit(b, true)
 }
 
 // Stop stops the member: raft first (no new commits), then the apply loop,

@@ -98,7 +98,7 @@ func Restore(r io.Reader, cfg RestoreConfig) error {
 	if self == nil {
 		return fmt.Errorf("snapshot restore: --initial-cluster %q has no member named %q", cfg.InitialCluster, cfg.Name)
 	}
-	if len(cfg.PeerURLs) > 0 && !sameSet(self.PeerURLs, cfg.PeerURLs) {
+	if len(cfg.PeerURLs) > 0 && !membership.SameURLs(self.PeerURLs, cfg.PeerURLs) {
 		return fmt.Errorf("snapshot restore: --initial-cluster has %s=%v but --initial-advertise-peer-urls is %v",
 			cfg.Name, self.PeerURLs, cfg.PeerURLs)
 	}
@@ -189,23 +189,6 @@ func Restore(r io.Reader, cfg RestoreConfig) error {
 	}
 	ok = true
 	return nil
-}
-
-func sameSet(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	m := map[string]int{}
-	for _, s := range a {
-		m[s]++
-	}
-	for _, s := range b {
-		if m[s] == 0 {
-			return false
-		}
-		m[s]--
-	}
-	return true
 }
 
 type countingReader struct {
