@@ -220,9 +220,6 @@ func (s *Server) installSnapshot(snap raftpb.Snapshot) error {
 	if err := s.v2.store.Reload(s.db.Pebble()); err != nil {
 		return err
 	}
-	if err := s.authStore.Load(s.db.Pebble()); err != nil {
-		return err
-	}
 	s.syncPeers()
 	s.hub.Reset()
 	s.appliedIndex.Store(meta.Index)

@@ -137,10 +137,11 @@ func (s *Server) LeaseLeases(ctx context.Context, r *pb.LeaseLeasesRequest) (*pb
 	return resp, nil
 }
 
-// leaseExpiryLoop proposes the revocation of expired leases, on the leader.
-func (s *Server) leaseExpiryLoop() {
+// everyOnLeader calls fn every interval while this member leads, until the
+// member stops.
+func (s *Server) everyOnLeader(interval time.Duration, fn func()) {
 	defer s.wg.Done()
-	t := time.NewTicker(leaseExpiryCheck)
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -148,9 +149,15 @@ func (s *Server) leaseExpiryLoop() {
 			return
 		case <-t.C:
 		}
-		if !s.IsLeader() {
-			continue
+		if s.IsLeader() {
+			fn()
 		}
+	}
+}
+
+// leaseExpiryLoop proposes the revocation of expired leases, on the leader.
+func (s *Server) leaseExpiryLoop() {
+	s.everyOnLeader(leaseExpiryCheck, func() {
 		limit := int(leaseRevokeRate * leaseExpiryCheck / time.Second)
 		for _, id := range s.lessor.Expired(limit, leaseRevokeRetry) {
 			go func(id int64) {
@@ -163,28 +170,17 @@ func (s *Server) leaseExpiryLoop() {
 				}
 			}(id)
 		}
-	}
+	})
 }
 
 // leaseCheckpointLoop records remaining TTLs through raft on the leader, so
 // that a new leader does not hand a lease nobody renews a whole new TTL.
 func (s *Server) leaseCheckpointLoop() {
-	defer s.wg.Done()
 	interval := s.cfg.LeaseCheckpointInterval
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stopping:
-			return
-		case <-t.C:
-		}
-		if !s.IsLeader() {
-			continue
-		}
+	s.everyOnLeader(interval, func() {
 		cps := s.lessor.Checkpoints(interval)
 		if len(cps) == 0 {
-			continue
+			return
 		}
 		req := &pb.LeaseCheckpointRequest{}
 		for id, rem := range cps {
@@ -195,5 +191,5 @@ func (s *Server) leaseCheckpointLoop() {
 			s.lg.Warn("lease checkpoint", "err", err)
 		}
 		cancel()
-	}
+	})
 }
