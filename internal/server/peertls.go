@@ -13,8 +13,11 @@ import (
 // when joining, forwarding to the leader).
 func (s *Server) newPeerHTTPClient(timeout time.Duration) *http.Client {
 	tr := &http.Transport{
-		Proxy:               nil,
-		MaxIdleConnsPerHost: 4,
+		Proxy: nil,
+		// Forwarded lease renewals come from many clients at once: keep
+		// enough connections to the leader open that each is not a new
+		// TCP (and TLS) handshake.
+		MaxIdleConnsPerHost: 256,
 		IdleConnTimeout:     time.Minute,
 		DialContext:         (&net.Dialer{Timeout: time.Second, KeepAlive: 30 * time.Second}).DialContext,
 	}
