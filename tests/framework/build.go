@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +22,10 @@ type binary struct {
 	subdir string // module directory, relative to the repository root
 	pkg    string // package to build, relative to subdir
 	envVar string // names a prebuilt binary to use instead
+	// tagsVar names a variable holding extra build tags (comma-separated).
+	// A binary built with tags gets its own file name, so it is cached
+	// apart from the normal build.
+	tagsVar string
 
 	once sync.Once
 	path string
@@ -28,13 +33,17 @@ type binary struct {
 }
 
 var (
-	cairnBin   = &binary{name: "cairn", subdir: ".", pkg: "./cmd/cairn", envVar: "CAIRN_TEST_CAIRN_BINARY"}
+	cairnBin   = &binary{name: "cairn", subdir: ".", pkg: "./cmd/cairn", envVar: "CAIRN_TEST_CAIRN_BINARY", tagsVar: "CAIRN_TEST_BUILD_TAGS"}
 	etcdBin    = &binary{name: "etcd", subdir: "tests/tools/etcd", pkg: ".", envVar: "CAIRN_TEST_ETCD_BINARY"}
 	etcdctlBin = &binary{name: "etcdctl", subdir: "tests/tools/etcdctl", pkg: ".", envVar: "CAIRN_TEST_ETCDCTL_BINARY"}
 )
 
 // CairnBinary returns the path of the cairn binary built from this checkout
 // (go build ./cmd/cairn), building it on the first call in the process.
+// CAIRN_TEST_BUILD_TAGS adds build tags (go build -tags), for instance
+// cairn_unsafe_ack, the deliberately broken build the robustness suite must
+// catch; that binary is named cairn-<tags> and cached apart from the
+// normal one.
 func CairnBinary(t testing.TB) string { t.Helper(); return cairnBin.get(t) }
 
 // EtcdBinary returns the path of the reference etcd server v3.6.16, built from
@@ -58,7 +67,7 @@ func (b *binary) get(t testing.TB) string {
 		start := time.Now()
 		b.path, b.err = b.build()
 		if b.err == nil {
-			t.Logf("built %s in %v: %s", b.name, time.Since(start).Round(time.Millisecond), b.path)
+			t.Logf("built %s in %v: %s", b.fileName(), time.Since(start).Round(time.Millisecond), b.path)
 		}
 	})
 	if b.err != nil {
@@ -83,19 +92,23 @@ func (b *binary) build() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	unlock, err := lockFile(filepath.Join(dir, "."+b.name+".lock"))
+	unlock, err := lockFile(filepath.Join(dir, "."+b.fileName()+".lock"))
 	if err != nil {
 		return "", err
 	}
 	defer unlock()
-	tmp, err := os.CreateTemp(dir, "."+b.name+".*.tmp")
+	tmp, err := os.CreateTemp(dir, "."+b.fileName()+".*.tmp")
 	if err != nil {
 		return "", err
 	}
 	tmp.Close()
 	defer os.Remove(tmp.Name())
 
-	cmd := exec.Command(goTool, "build", "-buildvcs=false", "-o", tmp.Name(), b.pkg)
+	args := []string{"build", "-buildvcs=false", "-o", tmp.Name()}
+	if tags := b.tags(); tags != "" {
+		args = append(args, "-tags", tags)
+	}
+	cmd := exec.Command(goTool, append(args, b.pkg)...)
 	cmd.Dir = filepath.Join(root, b.subdir)
 	// The nested tool modules must build with their own go.mod even when a
 	// go.work exists further up.
@@ -104,11 +117,39 @@ func (b *binary) build() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("go build %s in %s: %w\n%s", b.pkg, cmd.Dir, err, out)
 	}
-	final := filepath.Join(dir, b.name)
+	final := filepath.Join(dir, b.fileName())
 	if err := os.Rename(tmp.Name(), final); err != nil {
 		return "", err
 	}
 	return final, nil
+}
+
+// tags returns the extra build tags, normalised: sorted, without blanks
+// or duplicates.
+func (b *binary) tags() string {
+	if b.tagsVar == "" {
+		return ""
+	}
+	var tags []string
+	for _, tag := range strings.FieldsFunc(os.Getenv(b.tagsVar), func(r rune) bool { return r == ',' || r == ' ' }) {
+		if !slices.Contains(tags, tag) {
+			tags = append(tags, tag)
+		}
+	}
+	slices.Sort(tags)
+	return strings.Join(tags, ",")
+}
+
+// fileName is the binary's name in the cache directory: its name, followed
+// by its extra build tags if it has any ("cairn-cairn_unsafe_ack"). It
+// still starts with the name, which is how Config knows to run it as
+// "cairn serve".
+func (b *binary) fileName() string {
+	tags := b.tags()
+	if tags == "" {
+		return b.name
+	}
+	return b.name + "-" + strings.NewReplacer(",", "-", "/", "_").Replace(tags)
 }
 
 func binDir() (string, error) {

@@ -52,7 +52,7 @@ func StartCluster(t testing.TB, n int, cfg Config) *Cluster {
 			m := newMember(t, cfg, name, dataDir)
 			m.logs.marker(earlier[i])
 			c.Members = append(c.Members, m)
-			peers = append(peers, name+"="+m.PeerURL())
+			peers = append(peers, name+"="+m.AdvertisedPeerURL())
 		}
 		token := clusterToken()
 		for _, m := range c.Members {
@@ -233,7 +233,7 @@ func clusterToken() string {
 // data directory of its own, the cluster's Config, and --initial-cluster
 // naming every member in c.Members and the new one, with
 // --initial-cluster-state existing. It is not started. Add it to the cluster
-// first (etcdctl member add NAME --peer-urls=PEER_URL, optionally --learner),
+// first (etcdctl member add NAME --peer-urls=ADVERTISED_PEER_URL, optionally --learner),
 // then start it with Launch, or Restart to wait for a linearizable Get (which
 // a learner refuses). NewMember does not add it to c.Members.
 func (c *Cluster) NewMember(t testing.TB, name string) *Member {
@@ -245,9 +245,9 @@ func (c *Cluster) NewMember(t testing.TB, name string) *Member {
 	m := newMember(t, c.cfg, name, dataDir)
 	var peers []string
 	for _, x := range c.Members {
-		peers = append(peers, x.name+"="+x.PeerURL())
+		peers = append(peers, x.name+"="+x.AdvertisedPeerURL())
 	}
-	peers = append(peers, name+"="+m.PeerURL())
+	peers = append(peers, name+"="+m.AdvertisedPeerURL())
 	m.args = append(m.args,
 		"--initial-cluster", strings.Join(peers, ","),
 		"--initial-cluster-state", "existing",

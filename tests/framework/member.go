@@ -40,6 +40,14 @@ type Config struct {
 	Env []string
 	// Security says how to reach a member with TLS or auth (security.go).
 	Security Security
+	// AdvertisePeerURL, when set, gives the peer URL a member advertises
+	// (--initial-advertise-peer-urls, its entry in --initial-cluster) in
+	// place of the one it listens on, so that a test can put a proxy in
+	// front of the peer port. It is called once for every member created
+	// (by Start, StartCluster and NewMember, again on fresh ports after a
+	// port clash) with the member's name and --listen-peer-urls, and
+	// returns the URL to advertise; the other members reach it there.
+	AdvertisePeerURL func(name, listenURL string) string
 }
 
 const (
@@ -65,6 +73,10 @@ type Member struct {
 	client  int      // client port
 	peer    int      // peer port
 	sec     Security // TLS and credentials (security.go)
+
+	// advertisedPeer is the peer URL the member advertises when it is not
+	// the one it listens on (Config.AdvertisePeerURL); empty otherwise.
+	advertisedPeer string
 
 	logs       logBuffer
 	launchedAt int  // where the current process's output starts in logs
@@ -96,7 +108,7 @@ func Start(t testing.TB, cfg Config) *Member {
 	for attempt := 1; ; attempt++ {
 		m := newMember(t, cfg, cfg.Name, dataDir)
 		m.logs.marker(earlier)
-		m.args = append(m.args, "--initial-cluster", m.name+"="+m.PeerURL())
+		m.args = append(m.args, "--initial-cluster", m.name+"="+m.AdvertisedPeerURL())
 		m.args = append(m.args, cfg.Args...)
 		err := m.launch()
 		if err == nil {
@@ -150,6 +162,9 @@ func newMember(t testing.TB, cfg Config, name, dataDir string) *Member {
 		peer:    peer,
 		sec:     cfg.Security,
 	}
+	if cfg.AdvertisePeerURL != nil {
+		m.advertisedPeer = cfg.AdvertisePeerURL(name, m.PeerURL())
+	}
 	if strings.HasPrefix(filepath.Base(cfg.Binary), "cairn") {
 		m.args = append(m.args, "serve")
 	}
@@ -159,7 +174,7 @@ func newMember(t testing.TB, cfg Config, name, dataDir string) *Member {
 		"--listen-client-urls", m.ClientURL(),
 		"--advertise-client-urls", m.ClientURL(),
 		"--listen-peer-urls", m.PeerURL(),
-		"--initial-advertise-peer-urls", m.PeerURL(),
+		"--initial-advertise-peer-urls", m.AdvertisedPeerURL(),
 	)
 	t.Cleanup(m.cleanup)
 	return m
@@ -176,6 +191,16 @@ func (m *Member) ClientURL() string { return m.sec.clientScheme() + "://" + m.En
 // Security.PeerTLS).
 func (m *Member) PeerURL() string {
 	return m.sec.peerScheme() + "://127.0.0.1:" + strconv.Itoa(m.peer)
+}
+
+// AdvertisedPeerURL returns the peer URL the member advertises to the rest
+// of the cluster: PeerURL, unless Config.AdvertisePeerURL gave another one.
+// It is the URL for etcdctl member add --peer-urls.
+func (m *Member) AdvertisedPeerURL() string {
+	if m.advertisedPeer != "" {
+		return m.advertisedPeer
+	}
+	return m.PeerURL()
 }
 
 // DataDir returns the member's data directory.
@@ -549,6 +574,9 @@ func (m *Member) MovePeerURL(t testing.TB) string {
 	t.Helper()
 	if m.Running() {
 		t.Fatalf("member %s must be stopped to move its peer URL", m.name)
+	}
+	if m.advertisedPeer != "" {
+		t.Fatalf("member %s advertises %s, not the peer URL it listens on; MovePeerURL cannot move it", m.name, m.advertisedPeer)
 	}
 	port, err := pickPort()
 	if err != nil {
