@@ -1,6 +1,8 @@
 package framework
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -159,7 +161,14 @@ func binDir() (string, error) {
 		if err != nil {
 			cache = os.TempDir()
 		}
-		dir = filepath.Join(cache, "cairn-tests", "bin")
+		// One directory per checkout: two checkouts testing at once must
+		// not swap each other's cairn binary mid-run.
+		root, err := repoRoot()
+		if err != nil {
+			return "", err
+		}
+		sum := sha256.Sum256([]byte(root))
+		dir = filepath.Join(cache, "cairn-tests", hex.EncodeToString(sum[:6]), "bin")
 	}
 	return dir, os.MkdirAll(dir, 0o755)
 }

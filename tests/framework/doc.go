@@ -26,11 +26,12 @@
 // log of each of its members. Waits poll the real condition (a linearizable
 // Get, a leader in Status) up to a generous deadline; nothing sleeps and hopes.
 //
-// Binaries are built once per test process into os.UserCacheDir()/cairn-tests
-// (override with CAIRN_TEST_BIN_DIR). The Go build cache makes a rebuild with
-// no source change little more than a link. CAIRN_TEST_BUILD_TAGS builds
-// cairn with extra tags (go build -tags) into a binary of its own. To use prebuilt binaries instead,
-// set CAIRN_TEST_CAIRN_BINARY, CAIRN_TEST_ETCD_BINARY or
+// Binaries are built once per test process into a directory of this checkout's
+// own under os.UserCacheDir()/cairn-tests (override with CAIRN_TEST_BIN_DIR).
+// The Go build cache makes a rebuild with no source change little more than a
+// link. CAIRN_TEST_BUILD_TAGS builds cairn with extra tags (go build -tags)
+// into a binary of its own. To use prebuilt binaries instead, set
+// CAIRN_TEST_CAIRN_BINARY, CAIRN_TEST_ETCD_BINARY or
 // CAIRN_TEST_ETCDCTL_BINARY to their paths. The start deadline defaults to 60s
 // and can be raised with CAIRN_TEST_START_TIMEOUT (a Go duration) on slow
 // machines.
