@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -213,6 +214,11 @@ func (t *JWTTokens) assignAtApply(string, uint64, string, uint64) (string, error
 func (t *JWTTokens) assignAtEdge(name string, revision uint64) (string, bool, error) {
 	if t.verifyOnly {
 		return "", true, ErrVerifyOnly
+	}
+	if !utf8.ValidString(name) {
+		// JSON would carry the name with U+FFFD in place of its bad bytes:
+		// the token would name another user.
+		return "", true, fmt.Errorf("%w: user name is not valid UTF-8", ErrAuthFailed)
 	}
 	tk := jwt.NewWithClaims(t.method, jwt.MapClaims{
 		"username": name,
