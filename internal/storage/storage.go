@@ -115,6 +115,9 @@ func Open(cfg Config) (*DB, error) {
 	}
 	opts.EnsureDefaults()
 	pdb, err := pebble.Open(cfg.Dir, opts)
+	if err == nil {
+		pdb, err = reopenIfEmpty(cfg.Dir, opts, pdb)
+	}
 	cache.Unref()
 	if err != nil {
 		if isLockErr(err) {
@@ -128,6 +131,31 @@ func Open(cfg Config) (*DB, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// reopenIfEmpty closes and reopens a database that holds no keys yet. Pebble
+// creates a new database's first write-ahead log before it raises the
+// database to FormatNewest, so that log lacks the sync offsets by which
+// Pebble tells a damaged record in the middle of a log from a torn tail: a
+// flipped bit there would end replay early and silently drop every later
+// write. Reopening starts a fresh log in the newest format.
+func reopenIfEmpty(dir string, opts *pebble.Options, pdb *pebble.DB) (*pebble.DB, error) {
+	it, err := pdb.NewIter(nil)
+	if err != nil {
+		pdb.Close()
+		return nil, err
+	}
+	empty := !it.First()
+	if err := it.Close(); err != nil || !empty {
+		if err != nil {
+			pdb.Close()
+		}
+		return pdb, err
+	}
+	if err := pdb.Close(); err != nil {
+		return nil, err
+	}
+	return pebble.Open(dir, opts)
 }
 
 // isLockErr reports whether Open failed because another process holds the
