@@ -189,7 +189,7 @@ func (d *DB) Commit(b *pebble.Batch, sync bool) error {
 // Apply commits b like Commit but leaves it open, to be Reset and reused.
 func (d *DB) Apply(b *pebble.Batch, sync bool) error {
 	opts := pebble.NoSync
-	if sync {
+	if sync && !disableWAL {
 		opts = pebble.Sync
 	}
 	start := time.Now()
