@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -13,7 +14,7 @@ import (
 
 // outputKind says what a command prints, since not every --write-out format
 // can print everything (as in etcdctl: table is only for the endpoint
-// commands, protobuf only for key-value responses).
+// commands and member list, protobuf only for responses).
 type outputKind int
 
 const (
@@ -21,6 +22,8 @@ const (
 	endpointOutput                   // endpoint health, status, hashkv
 	noOutput                         // compaction, defrag, snapshot save: the same line in every format
 	snapshotOutput                   // snapshot status (etcdutl's formats)
+	membersOutput                    // member list: every format, table included
+	changeOutput                     // member add, remove, update, promote, move-leader: not table or fields
 )
 
 // printer writes command results in one --write-out format. The formats
@@ -46,6 +49,13 @@ type printer interface {
 	endpointStatus([]epStatus)
 	endpointHashKV([]epHashKV)
 
+	memberAdd(*clientv3.MemberAddResponse)
+	memberRemove(id uint64, r *clientv3.MemberRemoveResponse)
+	memberUpdate(id uint64, r *clientv3.MemberUpdateResponse)
+	memberPromote(id uint64, r *clientv3.MemberPromoteResponse)
+	memberList(*clientv3.MemberListResponse)
+	moveLeader(leader, target uint64, r *clientv3.MoveLeaderResponse)
+
 	snapshotStatus(snapshotStatus)
 }
 
@@ -55,7 +65,7 @@ func newPrinter(format string, isHex bool, out, errOut io.Writer) (printer, erro
 	case "simple":
 		return &simplePrinter{out: out, errOut: errOut, hex: isHex}, nil
 	case "json":
-		return &jsonPrinter{out: out, errOut: errOut}, nil
+		return &jsonPrinter{out: out, errOut: errOut, hex: isHex}, nil
 	case "fields":
 		return &fieldsPrinter{out: out, hex: isHex}, nil
 	case "table":
@@ -139,6 +149,33 @@ func snapshotRow(st snapshotStatus) []string {
 		humanBytes(uint64(st.TotalSize)),
 		st.Version,
 	}
+}
+
+// memberRow is a member's line in the simple and table formats of member
+// list. A member that was added but never started has no name yet.
+func memberRow(m *pb.Member) []string {
+	status := "started"
+	if m.Name == "" {
+		status = "unstarted"
+	}
+	return []string{
+		strconv.FormatUint(m.ID, 16),
+		status,
+		m.Name,
+		strings.Join(m.PeerURLs, ","),
+		strings.Join(m.ClientURLs, ","),
+		strconv.FormatBool(m.IsLearner),
+	}
+}
+
+var memberHeader = []string{"ID", "Status", "Name", "Peer Addrs", "Client Addrs", "Is Learner"}
+
+// headerOrEmpty guards the printers against a response without a header.
+func headerOrEmpty(h *pb.ResponseHeader) *pb.ResponseHeader {
+	if h == nil {
+		return &pb.ResponseHeader{}
+	}
+	return h
 }
 
 var snapshotHeader = []string{"hash", "revision", "total keys", "total size", "version"}

@@ -16,7 +16,9 @@ type fieldsPrinter struct {
 	hex bool
 }
 
-func (*fieldsPrinter) supports(outputKind) bool { return true }
+// supports is false for the member changes and move-leader, for which
+// etcdctl has no fields format.
+func (*fieldsPrinter) supports(k outputKind) bool { return k != changeOutput }
 
 func (p *fieldsPrinter) line(name string, v any) {
 	fmt.Fprintf(p.out, "%q : %v\n", name, v)
@@ -206,3 +208,27 @@ func (p *fieldsPrinter) snapshotStatus(st snapshotStatus) {
 	p.line("Size", st.TotalSize)
 	p.line("Version", st.Version)
 }
+
+func (p *fieldsPrinter) memberList(r *clientv3.MemberListResponse) {
+	p.header(r.Header)
+	for _, m := range r.Members {
+		p.id("ID", m.ID)
+		p.quoted("Name", m.Name)
+		for _, u := range m.PeerURLs {
+			p.quoted("PeerURL", u)
+		}
+		for _, u := range m.ClientURLs {
+			p.quoted("ClientURL", u)
+		}
+		p.line("IsLearner", m.IsLearner)
+		fmt.Fprintln(p.out)
+	}
+}
+
+// The member changes and move-leader are never printed as fields (see
+// supports).
+func (*fieldsPrinter) memberAdd(*clientv3.MemberAddResponse)                  {}
+func (*fieldsPrinter) memberRemove(uint64, *clientv3.MemberRemoveResponse)    {}
+func (*fieldsPrinter) memberUpdate(uint64, *clientv3.MemberUpdateResponse)    {}
+func (*fieldsPrinter) memberPromote(uint64, *clientv3.MemberPromoteResponse)  {}
+func (*fieldsPrinter) moveLeader(_, _ uint64, _ *clientv3.MoveLeaderResponse) {}

@@ -143,3 +143,37 @@ func (p *simplePrinter) endpointHashKV(hs []epHashKV) {
 func (p *simplePrinter) snapshotStatus(st snapshotStatus) {
 	fmt.Fprintln(p.out, strings.Join(snapshotRow(st), ", "))
 }
+
+func (p *simplePrinter) memberAdd(r *clientv3.MemberAddResponse) {
+	m := r.Member
+	if m == nil {
+		m = &pb.Member{}
+	}
+	as := " "
+	if m.IsLearner {
+		as = " as learner "
+	}
+	fmt.Fprintf(p.out, "Member %16x added%sto cluster %16x\n", m.ID, as, headerOrEmpty(r.Header).ClusterId)
+}
+
+func (p *simplePrinter) memberRemove(id uint64, r *clientv3.MemberRemoveResponse) {
+	fmt.Fprintf(p.out, "Member %16x removed from cluster %16x\n", id, headerOrEmpty(r.Header).ClusterId)
+}
+
+func (p *simplePrinter) memberUpdate(id uint64, r *clientv3.MemberUpdateResponse) {
+	fmt.Fprintf(p.out, "Member %16x updated in cluster %16x\n", id, headerOrEmpty(r.Header).ClusterId)
+}
+
+func (p *simplePrinter) memberPromote(id uint64, r *clientv3.MemberPromoteResponse) {
+	fmt.Fprintf(p.out, "Member %16x promoted in cluster %16x\n", id, headerOrEmpty(r.Header).ClusterId)
+}
+
+func (p *simplePrinter) memberList(r *clientv3.MemberListResponse) {
+	for _, m := range r.Members {
+		fmt.Fprintln(p.out, strings.Join(memberRow(m), ", "))
+	}
+}
+
+func (p *simplePrinter) moveLeader(leader, target uint64, _ *clientv3.MoveLeaderResponse) {
+	fmt.Fprintf(p.out, "Leadership transferred from %x to %x\n", leader, target)
+}

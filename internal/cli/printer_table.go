@@ -12,14 +12,15 @@ import (
 	"golang.org/x/text/width"
 )
 
-// tablePrinter draws the endpoint results and a snapshot's status as
-// etcdctl's and etcdutl's bordered tables. Like etcdctl it cannot print
-// responses (key-value, watch, lease, alarm).
+// tablePrinter draws the endpoint results, the member list and a snapshot's
+// status as etcdctl's and etcdutl's bordered tables. Like etcdctl it cannot
+// print other responses (key-value, watch, lease, alarm, member changes,
+// move-leader).
 type tablePrinter struct {
 	out io.Writer
 }
 
-func (*tablePrinter) supports(k outputKind) bool { return k != kvOutput }
+func (*tablePrinter) supports(k outputKind) bool { return k != kvOutput && k != changeOutput }
 
 func (*tablePrinter) get(*clientv3.GetResponse)    {}
 func (*tablePrinter) put(*clientv3.PutResponse)    {}
@@ -33,6 +34,19 @@ func (*tablePrinter) leaseKeepAlive(*clientv3.LeaseKeepAliveResponse)           
 func (*tablePrinter) leaseTimeToLive(*clientv3.LeaseTimeToLiveResponse, bool)     {}
 func (*tablePrinter) leaseList(*clientv3.LeaseLeasesResponse)                     {}
 func (*tablePrinter) alarms(*clientv3.AlarmResponse)                              {}
+func (*tablePrinter) memberAdd(*clientv3.MemberAddResponse)                       {}
+func (*tablePrinter) memberRemove(uint64, *clientv3.MemberRemoveResponse)         {}
+func (*tablePrinter) memberUpdate(uint64, *clientv3.MemberUpdateResponse)         {}
+func (*tablePrinter) memberPromote(uint64, *clientv3.MemberPromoteResponse)       {}
+func (*tablePrinter) moveLeader(_, _ uint64, _ *clientv3.MoveLeaderResponse)      {}
+
+func (p *tablePrinter) memberList(r *clientv3.MemberListResponse) {
+	rows := make([][]string, len(r.Members))
+	for i, m := range r.Members {
+		rows[i] = memberRow(m)
+	}
+	writeTable(p.out, memberHeader, rows)
+}
 
 func (p *tablePrinter) endpointHealth(hs []epHealth) {
 	rows := make([][]string, len(hs))

@@ -63,6 +63,7 @@ func newRootCommand(s streams) *cobra.Command {
 	root.AddCommand(newVersionCommand(s))
 	addCtlCommands(root, s)
 	addAuthCommands(root, s)
+	addMemberCommands(root, s)
 	addLocksmithCommands(root, s)
 	return root
 }
