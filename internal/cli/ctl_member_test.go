@@ -573,6 +573,10 @@ func (s *memberSuite) moveLeader(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &resp); r.code != 0 || err != nil {
 		t.Fatalf("move-leader -w json: %v, want a MoveLeaderResponse (%v)", r, err)
 	}
+	// etcd answers MoveLeader with an empty response; so does cairn.
+	if r.stdout != "{}\n" {
+		t.Fatalf("move-leader -w json printed %q, want etcd's empty response {}", r.stdout)
+	}
 	if now := c.Leader(t); now != third {
 		t.Fatalf("leader is %s after cairn move-leader to %s", now.Name(), third.Name())
 	}

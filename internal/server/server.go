@@ -608,6 +608,15 @@ func (s *Server) Rev() int64 { return s.kv.Rev() }
 // Members returns the cluster members.
 func (s *Server) Members() []membership.Member { return s.cluster.Members() }
 
+// LinearizableMembers returns the members after a ReadIndex round, so a
+// member change acknowledged anywhere before the call is in the list.
+func (s *Server) LinearizableMembers(ctx context.Context) ([]membership.Member, error) {
+	if err := s.linearizableReadNotify(ctx); err != nil {
+		return nil, err
+	}
+	return s.cluster.Members(), nil
+}
+
 // QuotaBackendBytes returns the storage quota in bytes.
 func (s *Server) QuotaBackendBytes() int64 { return s.cfg.QuotaBackendBytes }
 

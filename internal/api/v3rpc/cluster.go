@@ -13,6 +13,9 @@ import (
 type Cluster interface {
 	Member
 	Members() []membership.Member
+	// LinearizableMembers returns the members once this member has applied
+	// everything committed when it was called (a ReadIndex round).
+	LinearizableMembers(ctx context.Context) ([]membership.Member, error)
 	MemberAdd(ctx context.Context, peerURLs []string, isLearner bool) (membership.Member, []membership.Member, error)
 	MemberRemove(ctx context.Context, id uint64) ([]membership.Member, error)
 	MemberUpdate(ctx context.Context, id uint64, peerURLs []string) ([]membership.Member, error)
@@ -21,19 +24,30 @@ type Cluster interface {
 
 type clusterServer struct {
 	pb.UnimplementedClusterServer
-	c   Cluster
-	hdr header
+	c Cluster
 }
 
 // NewClusterServer returns the Cluster service.
 func NewClusterServer(c Cluster) pb.ClusterServer {
-	return &clusterServer{c: c, hdr: header{c}}
+	return &clusterServer{c: c}
 }
 
 func (s *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
-	resp := &pb.MemberListResponse{Header: &pb.ResponseHeader{}, Members: membersToPB(s.c.Members())}
-	s.hdr.fill(resp.Header)
+	ms := s.c.Members()
+	if r.Linearizable {
+		var err error
+		if ms, err = s.c.LinearizableMembers(ctx); err != nil {
+			return nil, toGRPCError(err)
+		}
+	}
+	resp := &pb.MemberListResponse{Header: s.header(), Members: membersToPB(ms)}
 	return resp, nil
+}
+
+// header is the Cluster service's response header: as etcd's, it carries
+// no store revision.
+func (s *clusterServer) header() *pb.ResponseHeader {
+	return &pb.ResponseHeader{ClusterId: s.c.ClusterID(), MemberId: s.c.ID(), RaftTerm: s.c.Term()}
 }
 
 func membersToPB(ms []membership.Member) []*pb.Member {
@@ -71,11 +85,10 @@ func (s *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (
 		return nil, toGRPCError(err)
 	}
 	resp := &pb.MemberAddResponse{
-		Header:  &pb.ResponseHeader{},
+		Header:  s.header(),
 		Member:  &pb.Member{ID: m.ID, PeerURLs: m.PeerURLs, IsLearner: m.IsLearner},
 		Members: membersToPB(members),
 	}
-	s.hdr.fill(resp.Header)
 	return resp, nil
 }
 
@@ -84,8 +97,7 @@ func (s *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequ
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
-	resp := &pb.MemberRemoveResponse{Header: &pb.ResponseHeader{}, Members: membersToPB(members)}
-	s.hdr.fill(resp.Header)
+	resp := &pb.MemberRemoveResponse{Header: s.header(), Members: membersToPB(members)}
 	return resp, nil
 }
 
@@ -97,8 +109,7 @@ func (s *clusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequ
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
-	resp := &pb.MemberUpdateResponse{Header: &pb.ResponseHeader{}, Members: membersToPB(members)}
-	s.hdr.fill(resp.Header)
+	resp := &pb.MemberUpdateResponse{Header: s.header(), Members: membersToPB(members)}
 	return resp, nil
 }
 
@@ -107,7 +118,6 @@ func (s *clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRe
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
-	resp := &pb.MemberPromoteResponse{Header: &pb.ResponseHeader{}, Members: membersToPB(members)}
-	s.hdr.fill(resp.Header)
+	resp := &pb.MemberPromoteResponse{Header: s.header(), Members: membersToPB(members)}
 	return resp, nil
 }

@@ -148,7 +148,6 @@ func (s *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequ
 	if err := s.m.MoveLeader(ctx, r.TargetID); err != nil {
 		return nil, toGRPCError(err)
 	}
-	resp := &pb.MoveLeaderResponse{Header: &pb.ResponseHeader{}}
-	s.hdr.fill(resp.Header)
-	return resp, nil
+	// etcd answers a leadership transfer with an empty response, no header.
+	return &pb.MoveLeaderResponse{}, nil
 }
