@@ -16,6 +16,7 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -114,6 +115,30 @@ func (w *watcher) matches(key []byte) bool {
 	}
 }
 
+// filter numbers the watcher's event-type filters, 0 to 3.
+func (w *watcher) filter() int {
+	f := 0
+	if w.noPut {
+		f |= 1
+	}
+	if w.noDel {
+		f |= 2
+	}
+	return f
+}
+
+// pick returns the events of events[idx] the watcher still needs and wants,
+// in order.
+func (w *watcher) pick(events []mvccpb.Event, idx []int) []mvccpb.Event {
+	var evs []mvccpb.Event
+	for _, i := range idx {
+		if ev := &events[i]; ev.Kv.ModRevision >= w.nextRev && w.wants(ev) {
+			evs = append(evs, *ev)
+		}
+	}
+	return evs
+}
+
 func (w *watcher) wants(ev *mvccpb.Event) bool {
 	if ev.Type == mvccpb.PUT {
 		return !w.noPut
@@ -196,38 +221,68 @@ func (h *Hub) Notify(changes []mvcc.Change) {
 	if len(h.byKey) == 0 && len(h.byRange) == 0 {
 		return
 	}
-	var batches map[*watcher][]mvccpb.Event
-	add := func(w *watcher, ev *mvccpb.Event) {
-		if ev.Kv.ModRevision < w.nextRev || !w.wants(ev) {
-			return
-		}
-		if batches == nil {
-			batches = map[*watcher][]mvccpb.Event{}
-		}
-		batches[w] = append(batches[w], *ev)
-	}
+	events := make([]mvccpb.Event, len(changes))
 	for i := range changes {
-		ev := toEvent(&changes[i])
-		for w := range h.byKey[string(ev.Kv.Key)] {
-			add(w, &ev)
-		}
-		for rk, ws := range h.byRange {
-			if !inRange(ev.Kv.Key, rk) {
-				continue
+		events[i] = toEvent(&changes[i])
+	}
+	type delivery struct {
+		w   *watcher
+		evs []mvccpb.Event
+	}
+	var out []delivery
+	// deliver finds the events of each watcher in set among events[idx].
+	// Watchers with the same filters that need all of them share one
+	// slice (read-only), so a put watched by thousands allocates once.
+	deliver := func(set map[*watcher]struct{}, idx []int) {
+		var shared [4][]mvccpb.Event
+		var built [4]bool
+		first := events[idx[0]].Kv.ModRevision
+		for w := range set {
+			var evs []mvccpb.Event
+			if f := w.filter(); w.nextRev <= first {
+				if !built[f] {
+					shared[f], built[f] = w.pick(events, idx), true
+				}
+				evs = shared[f]
+			} else {
+				evs = w.pick(events, idx)
 			}
-			for w := range ws {
-				add(w, &ev)
+			if len(evs) > 0 {
+				out = append(out, delivery{w, evs})
 			}
 		}
 	}
-	for w, evs := range batches {
-		if w.stream.trySend(Response{WatchID: w.id, Events: evs, Revision: rev}) {
-			w.nextRev = rev + 1
+	if len(h.byKey) > 0 {
+		perKey := map[string][]int{}
+		for i := range events {
+			k := string(events[i].Kv.Key)
+			perKey[k] = append(perKey[k], i)
+		}
+		for k, idx := range perKey {
+			if set := h.byKey[k]; len(set) > 0 {
+				deliver(set, idx)
+			}
+		}
+	}
+	for rk, set := range h.byRange {
+		var idx []int
+		for i := range events {
+			if inRange(events[i].Kv.Key, rk) {
+				idx = append(idx, i)
+			}
+		}
+		if len(idx) > 0 {
+			deliver(set, idx)
+		}
+	}
+	for _, d := range out {
+		if d.w.stream.trySend(Response{WatchID: d.w.id, Events: d.evs, Revision: rev}) {
+			d.w.nextRev = rev + 1
 			continue
 		}
 		// The stream is full: catch up from storage later, from the
 		// first event this batch could not deliver.
-		h.unsyncLocked(w, evs[0].Kv.ModRevision)
+		h.unsyncLocked(d.w, d.evs[0].Kv.ModRevision)
 	}
 }
 
@@ -380,15 +435,23 @@ func (h *Hub) syncOnce() bool {
 		return false
 	}
 
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	more := false
-	for _, w := range ws {
-		if w.gone || w.synced {
-			continue
-		}
+	// Most watchers watch one key: index the changes by key once, so that
+	// each looks at its own key's changes only, and watchers of one key
+	// that need the same events share one slice of them (read-only).
+	byKey := map[string][]int{}
+	for i := range changes {
+		k := string(changes[i].KV.Key)
+		byKey[k] = append(byKey[k], i)
+	}
+	type batchKey struct {
+		key          string
+		from         int64
+		noPut, noDel bool
+	}
+	shared := map[batchKey][]mvccpb.Event{}
+	collect := func(w *watcher, idx func(yield func(int) bool)) []mvccpb.Event {
 		var evs []mvccpb.Event
-		for i := range changes {
+		for i := range idx {
 			c := &changes[i]
 			if c.KV.ModRevision < w.nextRev || c.KV.ModRevision > upTo || !w.matches(c.KV.Key) {
 				continue
@@ -397,6 +460,33 @@ func (h *Hub) syncOnce() bool {
 			if w.wants(&ev) {
 				evs = append(evs, ev)
 			}
+		}
+		return evs
+	}
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	more := false
+	for _, w := range ws {
+		if w.gone || w.synced {
+			continue
+		}
+		var evs []mvccpb.Event
+		if w.end == nil {
+			bk := batchKey{string(w.key), w.nextRev, w.noPut, w.noDel}
+			var ok bool
+			if evs, ok = shared[bk]; !ok {
+				evs = collect(w, slices.Values(byKey[bk.key]))
+				shared[bk] = evs
+			}
+		} else {
+			evs = collect(w, func(yield func(int) bool) {
+				for i := range changes {
+					if !yield(i) {
+						return
+					}
+				}
+			})
 		}
 		// Each catch-up response carries the revision the hub was at when
 		// the round began, as etcd's do.

@@ -295,13 +295,17 @@ func (ws *watchStream) toPB(r watch.Response) *pb.WatchResponse {
 		wr.Events = make([]*mvccpb.Event, len(r.Events))
 	}
 	for i := range r.Events {
+		// The hub shares one event slice between the watchers of a key:
+		// read it, never write it.
 		ev := &r.Events[i]
 		if wantPrev && !(ev.Type == mvccpb.PUT && ev.Kv.CreateRevision == ev.Kv.ModRevision) {
 			prev, err := ws.srv.w.Range(auth.AsInternal(context.Background()), &pb.RangeRequest{
 				Key: ev.Kv.Key, Revision: ev.Kv.ModRevision - 1, Serializable: true,
 			})
 			if err == nil && len(prev.Kvs) > 0 {
-				ev.PrevKv = prev.Kvs[0]
+				withPrev := *ev
+				withPrev.PrevKv = prev.Kvs[0]
+				ev = &withPrev
 			}
 		}
 		wr.Events[i] = ev
