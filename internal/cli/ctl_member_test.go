@@ -160,18 +160,7 @@ func (s *memberSuite) run(t *testing.T, c ctlCase) {
 	want, args := do(func(args []string) result { return runEtcdctl(t, nil, "", args...) })
 	got, _ := do(func(args []string) result { return runCairn(t, "", args...) })
 
-	switch {
-	case c.usageOnStdout:
-		if got.code == want.code && got.stdout == "" && strings.Contains(want.stderr, got.stderr) {
-			return
-		}
-	case got.code != want.code || got.stdout != want.stdout:
-	case c.clearerError && strings.Contains(got.stderr, "Error: "):
-		return
-	case !c.clearerError && got.stderr == want.stderr:
-		return
-	}
-	t.Errorf("cairn %s\ngot %v\netcdctl %s\nwant %v", strings.Join(args, " "), got, strings.Join(args, " "), want)
+	c.compare(t, args, got, want)
 }
 
 func (s *memberSuite) runAll(t *testing.T, cases []ctlCase) {
@@ -464,7 +453,7 @@ func (s *memberSuite) lifecycle(t *testing.T) {
 	// catches up; until then promotion is refused as not in sync.
 	m.Launch(t)
 	var refusals int
-	poll(t, 60*time.Second, "the learner to be promoted", func() error {
+	framework.Poll(t, 60*time.Second, "the learner to be promoted", func() error {
 		r := runCairn(t, "", all, "member", "promote", hexID)
 		if r.code == 0 {
 			want := fmt.Sprintf("Member %16x promoted in cluster %16x\n", id, cluster.Header.ClusterId)
@@ -492,7 +481,7 @@ func (s *memberSuite) lifecycle(t *testing.T) {
 	}
 	// Four started voters, the same to both tools once m3 has published
 	// its name and client URL.
-	poll(t, 30*time.Second, "m3 to publish its name", func() error {
+	framework.Poll(t, 30*time.Second, "m3 to publish its name", func() error {
 		for _, x := range s.memberList(t).Members {
 			if x.ID == id && (x.Name != "m3" || len(x.ClientURLs) == 0) {
 				return fmt.Errorf("m3 listed as %v", x)
@@ -637,7 +626,7 @@ func (s *memberSuite) removeOthers(t *testing.T) {
 func (s *memberSuite) memberList(t *testing.T) *clientv3.MemberListResponse {
 	t.Helper()
 	var agreed *clientv3.MemberListResponse
-	poll(t, 30*time.Second, "the members to list the same members", func() error {
+	framework.Poll(t, 30*time.Second, "the members to list the same members", func() error {
 		agreed = nil
 		var first, firstName string
 		for _, m := range s.c.Members {
@@ -690,22 +679,4 @@ func memberStatus(t *testing.T, m *framework.Member) *clientv3.StatusResponse {
 		t.Fatalf("status of %s: %v", m.Name(), err)
 	}
 	return st
-}
-
-// poll calls cond every 50ms until it returns nil, failing the test after d.
-func poll(t *testing.T, d time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not done after %v: %v", what, d, err)
-		}
-		<-tick.C
-	}
 }

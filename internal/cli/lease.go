@@ -161,7 +161,12 @@ With --once, renew it once and exit.`,
 // request and prints its response (a kvOutput), and runs fn with a context
 // bounded by --command-timeout.
 func withClient(cmd *cobra.Command, s streams, g *ctlFlags, fn func(context.Context, *ctlSession, *clientv3.Client) error) error {
-	sess, err := newCtlSession(cmd, s, g, kvOutput)
+	return withClientFor(cmd, s, g, kvOutput, fn)
+}
+
+// withClientFor is withClient for a command that prints responses of kind.
+func withClientFor(cmd *cobra.Command, s streams, g *ctlFlags, kind outputKind, fn func(context.Context, *ctlSession, *clientv3.Client) error) error {
+	sess, err := newCtlSession(cmd, s, g, kind)
 	if err != nil {
 		return err
 	}

@@ -252,26 +252,17 @@ func (c *ctlSession) findLeader(ctx context.Context, eps []string) (*clientv3.Cl
 // the response (the session is set up with noOutput, which every printer
 // takes): "member add -w table" adds the member and fails.
 func memberRun(cmd *cobra.Command, s streams, g *ctlFlags, kind outputKind, fn func(context.Context, *ctlSession, *clientv3.Client) (func(), error)) error {
-	sess, err := newCtlSession(cmd, s, g, noOutput)
-	if err != nil {
-		return err
-	}
-	cli, err := sess.client()
-	if err != nil {
-		return err
-	}
-	defer cli.Close()
-	ctx, cancel := sess.commandContext(cmd.Context())
-	defer cancel()
-	show, err := fn(ctx, sess, cli)
-	if err != nil {
-		return err
-	}
-	if err := sess.printableAfterRequest(kind); err != nil {
-		return err
-	}
-	show()
-	return nil
+	return withClientFor(cmd, s, g, noOutput, func(ctx context.Context, sess *ctlSession, cli *clientv3.Client) error {
+		show, err := fn(ctx, sess, cli)
+		if err != nil {
+			return err
+		}
+		if err := sess.printableAfterRequest(kind); err != nil {
+			return err
+		}
+		show()
+		return nil
+	})
 }
 
 // printableAfterRequest is the error etcdctl ends with, after making the

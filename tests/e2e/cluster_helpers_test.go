@@ -78,21 +78,10 @@ func memberID(t *testing.T, m *framework.Member) uint64 {
 	return statusOf(t, m).Header.MemberId
 }
 
-// poll calls cond every 50ms until it returns nil, and fails the test with
-// cond's last error after d.
+// poll is framework.Poll.
 func poll(t *testing.T, d time.Duration, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not done after %v: %v", what, d, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	framework.Poll(t, d, what, cond)
 }
 
 // revisions returns the revision each member has applied (a serializable

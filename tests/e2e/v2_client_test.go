@@ -32,7 +32,7 @@ func TestV2Client(t *testing.T) {
 	defer cancel()
 	// Members publish their client URLs through raft once they serve;
 	// Sync takes the endpoints from the member list.
-	pollUntil(t, 30*time.Second, "every member to publish its client URL", func() error {
+	poll(t, 30*time.Second, "every member to publish its client URL", func() error {
 		r := v2Request(t, "GET", eps[0], "/v2/members", nil)
 		if n := strings.Count(r.body, `"clientURLs":["`); n != 3 {
 			return fmt.Errorf("%d of 3 members have client URLs: %s", n, r.body)
@@ -170,7 +170,7 @@ func TestV2Client(t *testing.T) {
 	// The cluster refuses new members until every voter has been
 	// connected for a while (etcd 3's strict reconfiguration check).
 	var added *clientv2.Member
-	pollUntil(t, 30*time.Second, "the cluster to accept a new member", func() error {
+	poll(t, 30*time.Second, "the cluster to accept a new member", func() error {
 		actx, acancel := context.WithTimeout(ctx, 5*time.Second)
 		defer acancel()
 		added, err = mapi.Add(actx, peer)

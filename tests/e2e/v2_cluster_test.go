@@ -45,22 +45,6 @@ func freePeerURL(t *testing.T) string {
 	return "http://" + l.Addr().String()
 }
 
-// pollUntil retries check every 100ms until it returns nil or timeout.
-func pollUntil(t *testing.T, timeout time.Duration, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // TestV2Cluster runs the v2 API on a 3-member cluster: a watch served by a
 // follower, writes through a follower, the members API with every status
 // etcd answers, machines and stats, and error 300 without a leader.
@@ -141,7 +125,7 @@ func TestV2Cluster(t *testing.T) {
 	// As etcd 3 with its strict reconfiguration check, the cluster refuses
 	// to add a member (500) until every voter has been connected for a
 	// while.
-	pollUntil(t, 30*time.Second, "the cluster to accept a new member", func() error {
+	poll(t, 30*time.Second, "the cluster to accept a new member", func() error {
 		r = jsonRequest(t, "POST", mu, "application/json", `{"peerURLs":["`+peer+`"]}`)
 		if r.status == 500 && r.body == `{"message":"Internal Server Error"}` {
 			return fmt.Errorf("%d %s", r.status, r.body)
@@ -192,7 +176,7 @@ func TestV2Cluster(t *testing.T) {
 	}
 
 	// Stats: the leader reports its followers; a follower refuses.
-	pollUntil(t, 10*time.Second, "leader stats", func() error {
+	poll(t, 10*time.Second, "leader stats", func() error {
 		r := v2Request(t, "GET", leader.ClientURL(), "/v2/stats/leader", nil)
 		var ls struct {
 			Leader    string `json:"leader"`
@@ -237,7 +221,7 @@ func TestV2Cluster(t *testing.T) {
 	// and /v2/members/leader says so.
 	leader.Stop(t)
 	followers[1].Stop(t)
-	pollUntil(t, 20*time.Second, "the survivor to lose its leader", func() error {
+	poll(t, 20*time.Second, "the survivor to lose its leader", func() error {
 		r := v2Request(t, "GET", f, "/v2/members/leader", nil)
 		if r.status != 503 || r.body != `{"message":"During election"}` {
 			return fmt.Errorf("%d %s", r.status, r.body)

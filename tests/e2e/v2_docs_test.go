@@ -384,7 +384,7 @@ func TestV2Docs(t *testing.T) {
 		if _, err := lcli.MoveLeader(ctx, ids["infra0"]); err != nil {
 			t.Fatalf("move leader to infra0: %v", err)
 		}
-		pollUntil(t, 30*time.Second, "infra0 to lead", func() error {
+		poll(t, 30*time.Second, "infra0 to lead", func() error {
 			if l := c.Leader(t); l != c.Members[0] {
 				return fmt.Errorf("%s leads", l.Name())
 			}
@@ -393,7 +393,7 @@ func TestV2Docs(t *testing.T) {
 	}
 	// Every member has published its client URL before the members API
 	// is shown.
-	pollUntil(t, 30*time.Second, "client URLs", func() error {
+	poll(t, 30*time.Second, "client URLs", func() error {
 		r := v2Request(t, "GET", c.Members[0].ClientURL(), "/v2/members", nil)
 		if n := strings.Count(r.body, `"clientURLs":["`); n != 3 {
 			return fmt.Errorf("%d client URLs: %s", n, r.body)

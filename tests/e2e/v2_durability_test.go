@@ -114,7 +114,7 @@ func TestV2SnapshotCatchUp(t *testing.T) {
 	}
 	want := v2Request(t, "GET", leader.ClientURL(), "/v2/keys/snap?recursive=true&sorted=true", nil).body
 	lagging.Restart(t)
-	pollUntil(t, 30*time.Second, "the restarted follower to hold the tree", func() error {
+	poll(t, 30*time.Second, "the restarted follower to hold the tree", func() error {
 		r := v2Request(t, "GET", lagging.ClientURL(), "/v2/keys/snap?recursive=true&sorted=true", nil)
 		if r.body != want {
 			return fmt.Errorf("follower has %.200s", r.body)

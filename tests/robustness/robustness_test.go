@@ -294,23 +294,10 @@ func (r *run) startRevision() int64 {
 	return resp.Header.Revision
 }
 
-// poll calls cond every 100ms until it returns nil, and fails the test
-// with cond's last error after d.
+// poll is framework.Poll for the run's test.
 func (r *run) poll(d time.Duration, what string, cond func() error) {
 	r.t.Helper()
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			r.t.Fatalf("%s: not done after %v: %v", what, d, err)
-		}
-		<-tick.C
-	}
+	framework.Poll(r.t, d, what, cond)
 }
 
 // waitWrites waits until n more writes succeed.
