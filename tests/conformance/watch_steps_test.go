@@ -193,6 +193,25 @@ func wsend(name string, req *pb.WatchRequest) step {
 	}}
 }
 
+// wclosesend closes the client's sending side of a raw stream (as the JSON
+// gateway does once it has read a request body): the server must go on
+// sending until the stream ends.
+func wclosesend(name string) step {
+	return step{exec: func(ctx context.Context, s *side) outcome {
+		o := outcome{method: "Watch"}
+		rs, err := s.stream(name)
+		if err == nil {
+			err = rs.stream.CloseSend()
+		}
+		if err != nil {
+			o.err = toRPCErr(err)
+			return o
+		}
+		o.resp = &sent{"close send " + name}
+		return o
+	}}
+}
+
 // wcreate sends a create request.
 func wcreate(name string, cr *pb.WatchCreateRequest) step {
 	return wsend(name, &pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: cr}})

@@ -109,6 +109,17 @@ func watchScenarios() []scenario {
 			wrecv("s", 2).events(2, 2),
 			wfence("s"),
 		}},
+		{name: "watch/client-closes-send-side", steps: []step{
+			wopen("s"),
+			wcreate("s", watchPrefix("k")),
+			wcreate("s", watchKey("k1")),
+			wclosesend("s"),
+			wrecv("s", 2).where(created(2)),
+			put("k1", "1").rev(2),
+			put("k2", "1").rev(3),
+			del("k1").rev(4),
+			wrecv("s", 5).events(5, 5),
+		}},
 		{name: "watch/history", steps: []step{
 			put("a", "1").rev(2),
 			put("b", "1").rev(3),

@@ -87,26 +87,26 @@ func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
 	go func() { sendErr <- ws.sendLoop() }()
 	recvErr := make(chan error, 1)
 	go func() { recvErr <- ws.recvLoop() }()
-	select {
-	case err := <-recvErr:
-		close(ws.closec)
-		if err != nil {
-			return err
-		}
-		// The client closed its side; let the send loop drain what is
-		// queued until the stream context ends.
+	// closec stops the send loop and any control response still being
+	// queued; it is closed once, on the way out.
+	defer close(ws.closec)
+	for {
 		select {
+		case err := <-recvErr:
+			if err != nil {
+				return err
+			}
+			// The client closed its sending side (the JSON gateway does so
+			// once it has read the request body). As in etcd, that ends
+			// nothing: the watchers keep sending until the stream ends.
+			recvErr = nil
 		case err := <-sendErr:
 			return err
 		case <-stream.Context().Done():
-			return nil
+			return stream.Context().Err()
+		case <-ws.hs.Done():
+			return rpctypes.ErrGRPCStopped
 		}
-	case err := <-sendErr:
-		close(ws.closec)
-		return err
-	case <-ws.hs.Done():
-		close(ws.closec)
-		return rpctypes.ErrGRPCStopped
 	}
 }
 
