@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -44,6 +45,8 @@ type serveFlags struct {
 	logLevel                 string
 	logFormat                string
 	enablePprof              bool
+	cors                     string
+	hostWhitelist            string
 	security                 securityFlags // TLS and auth (serve_security.go)
 }
 
@@ -103,6 +106,8 @@ too, so existing etcd units work. A flag on the command line wins.`,
 	fs.StringVar(&f.logLevel, "log-level", "info", "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
 	fs.StringVar(&f.logFormat, "log-format", "json", "Configures log format. Only supports json, console.")
 	fs.BoolVar(&f.enablePprof, "enable-pprof", true, "Serve runtime profiling data via HTTP at /debug/pprof on the client port.")
+	fs.StringVar(&f.cors, "cors", "*", "Comma-separated white list of origins for CORS, or cross-origin resource sharing, (empty or * means allow all).")
+	fs.StringVar(&f.hostWhitelist, "host-whitelist", "*", "Comma-separated acceptable hostnames from HTTP client requests, if server is not secure (empty means allow all).")
 	f.security.addFlags(fs)
 	return cmd
 }
@@ -254,6 +259,10 @@ func (f *serveFlags) config(fs *pflag.FlagSet) (embed.Config, error) {
 	cfg.Logger = slog.New(h)
 	m.Logger = cfg.Logger
 	cfg.EnablePprof = f.enablePprof
+	if cfg.CORS, err = parseCORS(f.cors); err != nil {
+		return cfg, err
+	}
+	cfg.HostWhitelist = splitList(f.hostWhitelist)
 	if err := f.security.apply(&cfg); err != nil {
 		return cfg, err
 	}
@@ -261,6 +270,32 @@ func (f *serveFlags) config(fs *pflag.FlagSet) (embed.Config, error) {
 		return cfg, err
 	}
 	return cfg, nil
+}
+
+// parseCORS parses --cors: "*" or origin URLs (scheme://host[:port]).
+func parseCORS(v string) ([]string, error) {
+	origins := splitList(v)
+	for _, o := range origins {
+		if o == "*" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			return nil, fmt.Errorf("invalid value %q for flag --cors: %q is not * or an origin such as https://example.com", v, o)
+		}
+	}
+	return origins, nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func parseLogLevel(s string) (slog.Level, error) {

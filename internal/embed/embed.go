@@ -41,6 +41,13 @@ type Config struct {
 	MaxTxnOps int
 	// EnablePprof serves /debug/pprof on the client port.
 	EnablePprof bool
+	// CORS lists the origins whose cross-origin requests the client port
+	// accepts (--cors). Empty or "*" accepts every origin, etcd's default.
+	CORS []string
+	// HostWhitelist lists the host names a plain-HTTP client request may
+	// name in its Host header (--host-whitelist). Empty or "*" accepts
+	// every host, etcd's default.
+	HostWhitelist []string
 	// TLS holds the certificates of https listen URLs (tls.go).
 	TLS TLSConfig
 	// Logger defaults to slog.Default().
@@ -133,8 +140,7 @@ func Start(cfg Config) (*Member, error) {
 	mux := http.NewServeMux()
 	if len(m.clientLns) > 0 {
 		// The v3 JSON gateway calls this member's own gRPC server.
-		gwh, err := gateway.New(context.Background(), m.clientLns[0].Addr().String(),
-			int(m.Server.Config().MaxRequestBytes)+512*1024, m.gatewayDialOptions(0)...)
+		gwh, err := gateway.New(context.Background(), m.clientLns[0].Addr().String(), m.gatewayDialOptions(0)...)
 		if err != nil {
 			m.Server.Stop()
 			return nil, err
@@ -149,13 +155,14 @@ func Start(cfg Config) (*Member, error) {
 		Logger:         m.lg,
 	})
 	v2 := v2http.Register(mux, v2http.Config{Server: m.Server, RequestTimeout: m.Server.Config().ReqTimeout(), Logger: m.lg})
+	handler := &access{next: mux, cors: cfg.CORS, hosts: cfg.HostWhitelist}
 	for i, l := range m.clientLns {
-		if hs := m.serveClientTLS(i, l, mux); hs != nil {
+		if hs := m.serveClientTLS(i, l, handler); hs != nil {
 			continue
 		}
 		pm := portmux.New(l)
 		m.muxes = append(m.muxes, pm)
-		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(m.lg.Handler(), slog.LevelDebug)}
+		hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(m.lg.Handler(), slog.LevelDebug)}
 		m.httpSrvs = append(m.httpSrvs, hs)
 		m.serve(func() error { return pm.Serve() })
 		m.serve(func() error { return m.grpc.Serve(pm.GRPC()) })

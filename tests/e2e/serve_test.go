@@ -41,6 +41,7 @@ func TestServeRejectsBadFlags(t *testing.T) {
 		{"compaction mode", []string{"--auto-compaction-mode", "hourly"}, nil, "--auto-compaction-mode"},
 		{"compaction retention", []string{"--auto-compaction-mode", "revision", "--auto-compaction-retention", "1h"}, nil, "--auto-compaction-retention"},
 		{"election timeout", []string{"--heartbeat-interval", "500", "--election-timeout", "1000"}, nil, "--election-timeout"},
+		{"cors origin", []string{"--cors", "example.com"}, nil, "--cors"},
 		{"unknown flag", []string{"--no-such-flag"}, nil, "unknown flag"},
 		{"not a number", []string{"--snapshot-count", "many"}, nil, "--snapshot-count"},
 		{"bad env", nil, []string{"CAIRN_SNAPSHOT_COUNT=abc"}, "CAIRN_SNAPSHOT_COUNT"},

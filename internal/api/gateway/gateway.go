@@ -8,6 +8,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -28,15 +29,15 @@ type Handler struct {
 }
 
 // New returns a gateway that calls the gRPC server at target (host:port of
-// one of the member's own client URLs). maxMsgBytes bounds the messages it
-// passes through.
+// one of the member's own client URLs). It passes requests of any size on:
+// the server refuses those over its limit, with etcd's error.
 //
 // On a TLS port, pass grpc.WithTransportCredentials with the member's TLS
 // client configuration in opts; they replace the plain-text default.
-func New(ctx context.Context, target string, maxMsgBytes int, opts ...grpc.DialOption) (*Handler, error) {
+func New(ctx context.Context, target string, opts ...grpc.DialOption) (*Handler, error) {
 	conn, err := grpc.NewClient(target, append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<31-1), grpc.MaxCallSendMsgSize(maxMsgBytes)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32), grpc.MaxCallSendMsgSize(math.MaxInt32)),
 	}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: dial %s: %w", target, err)

@@ -5,8 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
+	"strings"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/cairn-io/cairn/internal/server"
 	"github.com/cairn-io/cairn/internal/version"
@@ -121,13 +126,12 @@ func (s *maintenanceServer) Snapshot(r *pb.SnapshotRequest, stream pb.Maintenanc
 		n, err := io.ReadFull(rd, buf)
 		if n > 0 {
 			sent += int64(n)
+			// Like etcd's, snapshot responses carry no header.
 			resp := &pb.SnapshotResponse{
-				Header:         &pb.ResponseHeader{},
 				RemainingBytes: uint64(total - sent),
 				Blob:           buf[:n],
 				Version:        version.StorageVersion,
 			}
-			s.hdr.fill(resp.Header)
 			if serr := stream.Send(resp); serr != nil {
 				return serr
 			}
@@ -150,4 +154,36 @@ func (s *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequ
 	}
 	// etcd answers a leadership transfer with an empty response, no header.
 	return &pb.MoveLeaderResponse{}, nil
+}
+
+// downgradeVersion is a downgrade target: MAJOR.MINOR, or a semantic
+// version whose patch level and suffixes are ignored, as etcd reads it.
+var downgradeVersion = regexp.MustCompile(`^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?)?$`)
+
+// Downgrade answers etcd's downgrade protocol. A cairn cluster cannot be
+// downgraded: its storage is its own, and no older release exists to run
+// on it. Every target is refused as etcd refuses a target that is not one
+// minor version below the cluster's; cancelling, with nothing in
+// progress, succeeds as in etcd.
+func (s *maintenanceServer) Downgrade(ctx context.Context, r *pb.DowngradeRequest) (*pb.DowngradeResponse, error) {
+	switch r.Action {
+	case pb.DowngradeRequest_VALIDATE, pb.DowngradeRequest_ENABLE:
+		if !downgradeVersion.MatchString(r.Version) {
+			return nil, rpctypes.ErrGRPCWrongDowngradeVersionFormat
+		}
+		return nil, rpctypes.ErrGRPCInvalidDowngradeTargetVersion
+	case pb.DowngradeRequest_CANCEL:
+		resp := &pb.DowngradeResponse{Header: &pb.ResponseHeader{}, Version: clusterMinor()}
+		s.hdr.fill(resp.Header)
+		return resp, nil
+	default:
+		return nil, status.Error(codes.Unknown, "etcdserver: unknown method")
+	}
+}
+
+// clusterMinor is the cluster version as MAJOR.MINOR, as downgrade
+// responses give it.
+func clusterMinor() string {
+	parts := strings.SplitN(version.EtcdClusterVersion, ".", 3)
+	return parts[0] + "." + parts[1]
 }
