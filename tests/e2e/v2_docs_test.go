@@ -28,7 +28,8 @@ import (
 //   - a ```sh block holding one curl command is an example; sh blocks
 //     without curl (cairn serve ...) are not run;
 //   - the ```json or ```text block right after it is the expected answer
-//     (JSON is compared as values, text exactly);
+//     (JSON is compared as values, text exactly); a status code after the
+//     language (```json 404) is the expected HTTP status;
 //   - a watch without waitIndex (GET ...?wait=true) runs in the
 //     background while the examples after it run, as in a second
 //     terminal; its expected answer is the block right after it.
@@ -51,6 +52,7 @@ type docExample struct {
 	cmd      string
 	want     string // expected answer
 	wantKind string // json or text
+	status   int    // expected HTTP status; 0: not stated
 }
 
 // parseDocExamples reads the examples of a Markdown file.
@@ -61,9 +63,10 @@ func parseDocExamples(t *testing.T, path string) []docExample {
 		t.Fatal(err)
 	}
 	type block struct {
-		lang string
-		body string
-		line int
+		lang   string
+		status int
+		body   string
+		line   int
 	}
 	var blocks []block
 	lines := strings.Split(string(b), "\n")
@@ -77,11 +80,16 @@ func parseDocExamples(t *testing.T, path string) []docExample {
 		for i++; i < len(lines) && !strings.HasPrefix(lines[i], "```"); i++ {
 			body = append(body, lines[i])
 		}
-		l := ""
+		bl := block{body: strings.Join(body, "\n"), line: start + 1}
 		if len(lang) > 0 {
-			l = lang[0]
+			bl.lang = lang[0]
 		}
-		blocks = append(blocks, block{lang: l, body: strings.Join(body, "\n"), line: start + 1})
+		if len(lang) > 1 {
+			if bl.status, err = strconv.Atoi(lang[1]); err != nil {
+				t.Fatalf("%s line %d: %q after the language is not a status code", path, start+1, lang[1])
+			}
+		}
+		blocks = append(blocks, bl)
 	}
 	var out []docExample
 	for i, bl := range blocks {
@@ -90,7 +98,7 @@ func parseDocExamples(t *testing.T, path string) []docExample {
 		}
 		ex := docExample{line: bl.line, cmd: bl.body}
 		if i+1 < len(blocks) && (blocks[i+1].lang == "json" || blocks[i+1].lang == "text") {
-			ex.want, ex.wantKind = blocks[i+1].body, blocks[i+1].lang
+			ex.want, ex.wantKind, ex.status = blocks[i+1].body, blocks[i+1].lang, blocks[i+1].status
 		}
 		out = append(out, ex)
 	}
@@ -324,6 +332,7 @@ func sameAnswer(kind, want, got string) bool {
 
 type backgroundWatch struct {
 	ex     docExample
+	status int
 	lines  chan string
 	cancel context.CancelFunc
 	got    []string
@@ -402,11 +411,14 @@ func TestV2Docs(t *testing.T) {
 	})
 
 	var pending []*backgroundWatch
-	check := func(ex docExample, got string) {
+	check := func(ex docExample, status int, got string) {
 		got = mapper.toDoc.Replace(got)
 		if record {
-			t.Logf("line %d: %s\n%s", ex.line, ex.cmd, got)
+			t.Logf("line %d: %s\n%d %s", ex.line, ex.cmd, status, got)
 			return
+		}
+		if ex.status != 0 && status != ex.status {
+			t.Errorf("docs/v2-api.md line %d: %s\n status %d, want %d", ex.line, ex.cmd, status, ex.status)
 		}
 		if ex.want == "" {
 			return
@@ -441,7 +453,7 @@ func TestV2Docs(t *testing.T) {
 			t.Fatalf("docs/v2-api.md line %d: %v", ex.line, err)
 		}
 		if background {
-			bw := &backgroundWatch{ex: ex, lines: make(chan string, 16), cancel: rcancel}
+			bw := &backgroundWatch{ex: ex, status: resp.StatusCode, lines: make(chan string, 16), cancel: rcancel}
 			go func() {
 				defer close(bw.lines)
 				defer resp.Body.Close()
@@ -475,7 +487,7 @@ func TestV2Docs(t *testing.T) {
 				mapper = mapper.add(docm.ID, real.ID)
 			}
 		}
-		check(ex, string(b))
+		check(ex, resp.StatusCode, string(b))
 		for _, bw := range pending {
 			bw.collect(100 * time.Millisecond)
 		}
@@ -485,7 +497,7 @@ func TestV2Docs(t *testing.T) {
 			t.Errorf("docs/v2-api.md line %d: the watch printed %d of %d answers", bw.ex.line, len(bw.got), bw.expectedLines())
 		}
 		bw.cancel()
-		check(bw.ex, strings.Join(bw.got, ""))
+		check(bw.ex, bw.status, strings.Join(bw.got, ""))
 	}
 }
 
