@@ -198,17 +198,18 @@ func ParsePeerURLs(in []string) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
+		// etcd's rules; a unix URL, which cairn cannot listen on, needs a
+		// host:port as well, as in etcd 2.3.
 		switch u.Scheme {
-		case "http", "https":
-			if _, _, err := net.SplitHostPort(u.Host); err != nil {
-				return nil, fmt.Errorf("URL address does not have the form \"host:port\": %s", s)
-			}
-			if u.Path != "" {
-				return nil, fmt.Errorf("URL must not contain a path: %s", s)
-			}
-		case "unix", "unixs":
+		case "http", "https", "unix", "unixs":
 		default:
 			return nil, fmt.Errorf("URL scheme must be http, https, unix, or unixs: %s", s)
+		}
+		if _, _, err := net.SplitHostPort(u.Host); err != nil {
+			return nil, fmt.Errorf("URL address does not have the form \"host:port\": %s", s)
+		}
+		if u.Path != "" {
+			return nil, fmt.Errorf("URL must not contain a path: %s", s)
 		}
 		out = append(out, u.String())
 	}
