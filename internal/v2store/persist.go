@@ -351,6 +351,9 @@ func (s *Store) load(r Reader) error {
 		if err != nil {
 			return corrupt("node %q: %v", p, err)
 		}
+		if n.createdIndex > n.modifiedIndex || n.modifiedIndex > s.index {
+			return corrupt("node %q created at %d and modified at %d, with the store at %d", p, n.createdIndex, n.modifiedIndex, s.index)
+		}
 		// Keys sort parents before children, so the parent is known.
 		parent, ok := dirs[path.Dir(p)]
 		if !ok {
@@ -370,7 +373,7 @@ func (s *Store) load(r Reader) error {
 		return err
 	}
 
-	return scan(r, kindEvent, func(k, v []byte) error {
+	err = scan(r, kindEvent, func(k, v []byte) error {
 		if len(k) != 10 {
 			return corrupt("event key %x", k)
 		}
@@ -388,6 +391,15 @@ func (s *Store) load(r Reader) error {
 		s.hist.add(e)
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	// Every write records one event at the next index, so the newest event
+	// is the store index itself.
+	if s.hist.size > 0 && s.hist.lastIndex != s.index {
+		return corrupt("the newest event is %d but the store index is %d", s.hist.lastIndex, s.index)
+	}
+	return nil
 }
 
 func scan(r Reader, kind byte, fn func(k, v []byte) error) error {

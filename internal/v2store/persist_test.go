@@ -183,14 +183,20 @@ func TestReload(t *testing.T) {
 // TestLoadCorrupt: damaged records stop the load with storage.ErrCorrupt.
 func TestLoadCorrupt(t *testing.T) {
 	for name, kv := range map[string][2]string{
-		"short index":     {"vi", "x"},
-		"orphan node":     {"vn/a/b", string(encodeNode(newKV("/a/b", "v", 1, nil, time.Time{})))},
-		"unclean path":    {"vn/a//b", string(encodeNode(newKV("/a//b", "v", 1, nil, time.Time{})))},
-		"bad node":        {"vn/a", "\x09"},
-		"bad event":       {"ve\x00\x00\x00\x00\x00\x00\x00\x01", "junk"},
-		"event after idx": {"ve\x00\x00\x00\x00\x00\x00\x00\x05", string(encodeEvent(newEvent(Set, "/a", 5, 5)))},
+		"short index":      {"vi", "x"},
+		"orphan node":      {"vn/a/b", string(encodeNode(newKV("/a/b", "v", 1, nil, time.Time{})))},
+		"unclean path":     {"vn/a//b", string(encodeNode(newKV("/a//b", "v", 1, nil, time.Time{})))},
+		"bad node":         {"vn/a", "\x09"},
+		"bad event":        {"ve\x00\x00\x00\x00\x00\x00\x00\x01", "junk"},
+		"event after idx":  {"ve\x00\x00\x00\x00\x00\x00\x00\x05", string(encodeEvent(newEvent(Set, "/a", 5, 5)))},
+		"event before idx": {"ve\x00\x00\x00\x00\x00\x00\x00\x01", string(encodeEvent(newEvent(Set, "/a", 1, 1)))},
+		"node after idx":   {"vn/a", string(encodeNode(newKV("/a", "v", 5, nil, time.Time{})))},
 	} {
 		db := memDB(t)
+		// The store index is 2 unless a case sets it.
+		if err := db.Set([]byte("vi"), []byte{0, 0, 0, 0, 0, 0, 0, 2}, nil); err != nil {
+			t.Fatal(err)
+		}
 		if err := db.Set([]byte(kv[0]), []byte(kv[1]), nil); err != nil {
 			t.Fatal(err)
 		}
