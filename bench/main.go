@@ -63,6 +63,10 @@ type options struct {
 	pauseIdle  bool
 	list       bool
 	verbose    bool
+	// pprofDir, if set, receives profiles of each throughput run's leader
+	// (profile.go), each covering pprofSeconds.
+	pprofDir     string
+	pprofSeconds time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -89,6 +93,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.pauseIdle, "pause-idle", true, "stop (SIGSTOP) the server that is not being measured, so its background work cannot take CPU from the other")
 	fs.BoolVar(&o.list, "list", false, "list the workloads and exit")
 	fs.BoolVar(&o.verbose, "v", false, "print the benchmark tool's commands")
+	fs.StringVar(&o.pprofDir, "pprof", "", "write CPU and allocation profiles of each throughput run's leader into this directory (adds --enable-pprof to both servers)")
+	fs.DurationVar(&o.pprofSeconds, "pprof-seconds", 10*time.Second, "length of each CPU profile taken with -pprof, from the start of the run")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: go run . [flags]\n\nRuns the same workloads against cairn and etcd and prints the medians side by side.\n\n")
 		fs.PrintDefaults()
@@ -123,6 +129,17 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		}
 	}
 	o.serverArgs = strings.Fields(serverArgs)
+	if o.pprofDir != "" {
+		if err := os.MkdirAll(o.pprofDir, 0o755); err != nil {
+			fmt.Fprintf(stderr, "-pprof: %v\n", err)
+			return nil, errUsage
+		}
+		if o.pprofSeconds < time.Second {
+			fmt.Fprintln(stderr, "-pprof-seconds must be at least 1s")
+			return nil, errUsage
+		}
+		o.serverArgs = append(o.serverArgs, "--enable-pprof")
+	}
 	if o.settle == 0 {
 		o.settle = 30 * time.Second
 		if o.quick {

@@ -183,8 +183,10 @@ func (r *runner) runShared(ctx context.Context, size int, ws []*workload) error 
 func (r *runner) measure(ctx context.Context, topo string, w *workload, round int, d *deployment) {
 	rctx, cancel := context.WithTimeout(ctx, r.opts.runTimeout)
 	defer cancel()
+	prof := r.startProfile(rctx, topo, w, round, d)
 	start := time.Now()
 	v, err := w.run(rctx, r, d)
+	prof.finish(ctx)
 	if err == nil {
 		// A run whose server died underneath it measured nothing useful.
 		err = d.alive()
