@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -70,18 +71,21 @@ as CAIRN_<FLAG> or ETCDCTL_<FLAG>. A flag on the command line wins.`,
 					sts = []locksmith.Status{st}
 				}
 				if format == "json" {
-					return printStatusJSON(s.out, sts, all)
-				}
-				for i, st := range sts {
-					if i > 0 {
-						fmt.Fprintln(s.out)
+					if err := printStatusJSON(s.out, sts, all); err != nil {
+						return err
 					}
-					if all {
-						fmt.Fprintf(s.out, "Group: %s\n", st.Group)
+				} else {
+					for i, st := range sts {
+						if i > 0 {
+							fmt.Fprintln(s.out)
+						}
+						if all {
+							fmt.Fprintf(s.out, "Group: %s\n", st.Group)
+						}
+						printStatus(s.out, st)
 					}
-					printStatus(s.out, st)
 				}
-				return nil
+				return unreadableGroups(sts)
 			})
 		},
 	}
@@ -228,8 +232,13 @@ func (c *locksmithCtl) run(cmd *cobra.Command, s streams, fn func(context.Contex
 
 // printStatus prints a group's semaphore as locksmithctl status did, with
 // the lease of a lease-bound holder after a tab and the expired holders
-// after them.
+// after them; a group whose document cannot be read gets an Error line
+// instead.
 func printStatus(w io.Writer, st locksmith.Status) {
+	if st.Error != "" {
+		fmt.Fprintf(w, "Error: %s\n", st.Error)
+		return
+	}
 	fmt.Fprintf(w, "Available: %d\nMax: %d\n", st.Available, st.Max)
 	if len(st.Holders) > 0 {
 		fmt.Fprintf(w, "\nMACHINE ID\n")
@@ -257,6 +266,7 @@ type statusJSON struct {
 	Holders   []holderJSON `json:"holders"`
 	Expired   []holderJSON `json:"expired,omitempty"`
 	Revision  int64        `json:"revision"`
+	Error     string       `json:"error,omitempty"`
 }
 
 type holderJSON struct {
@@ -278,7 +288,7 @@ func printStatusJSON(w io.Writer, sts []locksmith.Status, all bool) error {
 	}
 	out := []statusJSON{}
 	for _, st := range sts {
-		j := statusJSON{Group: st.Group, Max: st.Max, Available: st.Available, Holders: conv(st.Holders), Revision: st.Revision}
+		j := statusJSON{Group: st.Group, Max: st.Max, Available: st.Available, Holders: conv(st.Holders), Revision: st.Revision, Error: st.Error}
 		if len(st.Expired) > 0 {
 			j.Expired = conv(st.Expired)
 		}
@@ -289,4 +299,22 @@ func printStatusJSON(w io.Writer, sts []locksmith.Status, all bool) error {
 		return enc.Encode(out)
 	}
 	return enc.Encode(out[0])
+}
+
+// unreadableGroups is the error of a status listing with groups whose
+// document cannot be read (their Error says why), nil if there are none.
+func unreadableGroups(sts []locksmith.Status) error {
+	var bad []string
+	for _, st := range sts {
+		if st.Error != "" {
+			bad = append(bad, strconv.Quote(st.Group))
+		}
+	}
+	switch len(bad) {
+	case 0:
+		return nil
+	case 1:
+		return fmt.Errorf("cannot read the semaphore of group %s", bad[0])
+	}
+	return fmt.Errorf("cannot read the semaphores of groups %s", strings.Join(bad, ", "))
 }

@@ -98,6 +98,30 @@ func TestLocksmithCtl(t *testing.T) {
 		t.Fatalf("status --all: %v", r)
 	}
 	expect(run("status", "-w", "yaml"), 2, "", "Error: invalid --write-out \"yaml\": want simple or json\n")
+
+	// A group whose document is not one: the listing says why, the other
+	// groups are still listed, and the command fails.
+	badKey := "coreos.com/updateengine/rebootlock/groups/bad/semaphore"
+	expect(runCairn(t, "", "put", ep, badKey, "not json"), 0, "OK\n", "")
+	badErr := "semaphore " + badKey + " holds no valid document: invalid character 'o' in literal null (expecting 'u')"
+	r = run("status", "--all")
+	if !regexp.MustCompile(`^Group: default\nAvailable: 1\nMax: 2\n\nMACHINE ID\nnode-b\n\nGroup: bad\nError: ` + regexp.QuoteMeta(badErr) + `\n\nGroup: workers\nAvailable: 2\n`).MatchString(r.stdout) ||
+		r.code != 1 || r.stderr != "Error: cannot read the semaphore of group \"bad\"\n" {
+		t.Fatalf("status --all with a corrupt group: %v", r)
+	}
+	r = run("status", "--all", "-w", "json")
+	var all []struct {
+		Group string
+		Max   int
+		Error string
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &all); err != nil || r.code != 1 || r.stderr != "Error: cannot read the semaphore of group \"bad\"\n" {
+		t.Fatalf("status --all -w json with a corrupt group: %v (%v)", r, err)
+	}
+	if len(all) != 3 || all[0].Group != "default" || all[0].Error != "" || all[1].Group != "bad" || all[1].Error != badErr || all[2].Group != "workers" || all[2].Max != 3 {
+		t.Fatalf("status --all -w json with a corrupt group: %+v", all)
+	}
+	expect(run("--group", "bad", "status"), 1, "", "Error: "+badErr+"\n")
 }
 
 func TestLocksmithSendNeedReboot(t *testing.T) {
