@@ -5,9 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -90,7 +93,7 @@ func TestLocksmithdRollingReboot(t *testing.T) {
 	// Done when every node rebooted, its second daemon released the lock
 	// and is idle again, and nothing holds the semaphore.
 	var last int64
-	lsPoll(t, 2*time.Minute, "every node rebooted and released", func() error {
+	poll(t, 2*time.Minute, "every node rebooted and released", func() error {
 		for _, n := range ns {
 			if n.boots() < 2 {
 				return fmt.Errorf("%s has not rebooted", n.id)
@@ -111,7 +114,7 @@ func TestLocksmithdRollingReboot(t *testing.T) {
 		last = resp.Kvs[0].ModRevision
 		return nil
 	})
-	lsPoll(t, 30*time.Second, "the watch to catch up", func() error {
+	poll(t, 30*time.Second, "the watch to catch up", func() error {
 		if !history.seen(last) {
 			return fmt.Errorf("revision %d not delivered", last)
 		}
@@ -203,21 +206,19 @@ func TestLocksmithdDeadHolder(t *testing.T) {
 	}
 	dies := newNode("dies", "3s")
 	dies.boot()
-	lsPoll(t, time.Minute, "the first node's reboot call", func() error {
+	poll(t, time.Minute, "the first node's reboot call", func() error {
 		if dies.read("calls") == "" {
 			return fmt.Errorf("no call yet")
 		}
 		return nil
 	})
 	// It never comes back.
-	p := dies.procs[0]
-	p.cmd.Process.Kill()
-	<-p.done
+	dies.procs[0].kill()
 	killed := time.Now()
 
 	next := newNode("next", "30s")
 	next.boot()
-	lsPoll(t, time.Minute, "the second node's reboot call", func() error {
+	poll(t, time.Minute, "the second node's reboot call", func() error {
 		if next.read("calls") == "" {
 			return fmt.Errorf("no call yet; status %s", lsStatus(ctx, cli, "dead"))
 		}
@@ -229,6 +230,118 @@ func TestLocksmithdDeadHolder(t *testing.T) {
 	out, _, err := framework.Cairn(t, "locksmith", "--endpoints", eps, "--group", "dead", "status")
 	if err != nil || !strings.HasPrefix(out, "Available: 0\nMax: 1\n\nMACHINE ID\nnext\tlease=") {
 		t.Fatalf("status: %v\n%s", err, out)
+	}
+}
+
+// TestFleetlockCommand runs "cairn fleetlock" as a process against a
+// three-member cluster, next to a locksmithd of the same group: the
+// FleetLock server uses the very semaphore locksmithd holds and that
+// "cairn locksmith set-max" sizes, and its /metrics shows it.
+func TestFleetlockCommand(t *testing.T) {
+	c := framework.StartCluster(t, 3, framework.Config{})
+	eps := strings.Join(c.Endpoints(), ",")
+	bin := framework.CairnBinary(t)
+
+	// A locksmithd of group workers takes the group's only slot and
+	// "reboots": the reboot command only records the call, so the daemon
+	// keeps holding the slot, waiting for a shutdown.
+	n := &lsNode{t: t, bin: bin, id: "node-a", dir: t.TempDir()}
+	n.write("boot_id", "boot-0\n")
+	n.write("reboot-required", "")
+	n.args = []string{"locksmithd", "--config=", "--strategy", "etcd-lock", "--endpoints", eps, "--group", "workers",
+		"--id", n.id, "--state-dir", n.path("state"), "--sentinel", n.path("reboot-required"), "--boot-id-file", n.path("boot_id"),
+		"--reboot-command", "echo " + n.id + " >> " + n.path("calls"),
+		"--check-interval", "100ms", "--lock-retry-min", "100ms", "--lock-retry-max", "500ms", "--lock-ttl", "30s"}
+	n.boot()
+	poll(t, time.Minute, "locksmithd's reboot call", func() error {
+		if n.read("calls") == "" {
+			return fmt.Errorf("no call yet:\n%s", n.currentLog())
+		}
+		return nil
+	})
+
+	fl, err := lsStart(t, bin, "fleetlock", "--listen-addr", "127.0.0.1:0", "--endpoints", eps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrRE := regexp.MustCompile(`msg="serving FleetLock" addr=(\S+)`)
+	var base string
+	poll(t, time.Minute, "fleetlock's listen address in its log", func() error {
+		m := addrRE.FindStringSubmatch(fl.log.String())
+		if m == nil {
+			return fmt.Errorf("log so far:\n%s", fl.log)
+		}
+		base = "http://" + m[1]
+		return nil
+	})
+
+	post := func(path, id string, wantCode int, wantBody string) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, base+path, strings.NewReader(`{"client_params":{"id":"`+id+`","group":"workers"}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("fleet-lock-protocol", "true")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != wantCode || string(body) != wantBody {
+			t.Fatalf("POST %s as %s: %d %q (%v), want %d %q", path, id, resp.StatusCode, body, err, wantCode, wantBody)
+		}
+	}
+	metrics := func(want ...string) {
+		t.Helper()
+		resp, err := http.Get(base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
+		}
+		for _, line := range want {
+			if !strings.Contains(string(body), "\n"+line+"\n") {
+				t.Fatalf("metrics lack %q:\n%s", line, body)
+			}
+		}
+	}
+	status := func(want *regexp.Regexp) {
+		t.Helper()
+		out, stderr, err := framework.Cairn(t, "locksmith", "--endpoints", eps, "--group", "workers", "status")
+		if err != nil || !want.MatchString(out) {
+			t.Fatalf("locksmith status: %v %q %q, want %s", err, out, stderr, want)
+		}
+	}
+
+	// locksmithd holds the only slot: Zincati's pre-reboot is refused.
+	metrics(`cairn_locksmith_holders{group="workers"} 1`, `cairn_locksmith_slots{group="workers"} 1`)
+	post("/v1/pre-reboot", "fcos-1", 409, `{"kind":"semaphore_full","value":"semaphore is at 0: group \"workers\" has 1 of 1 slots held"}`+"\n")
+
+	// A second slot, set with the control command, lets it in.
+	out, stderr, err := framework.Cairn(t, "locksmith", "--endpoints", eps, "--group", "workers", "set-max", "2")
+	if err != nil || out != "Old-Max: 1\nMax: 2\n" {
+		t.Fatalf("set-max: %v %q %q", err, out, stderr)
+	}
+	post("/v1/pre-reboot", "fcos-1", 200, "")
+	post("/v1/pre-reboot", "fcos-1", 200, "") // recursive
+	status(regexp.MustCompile(`^Available: 0\nMax: 2\n\nMACHINE ID\nfcos-1\nnode-a\tlease=[0-9a-f]{16}\n$`))
+	metrics(`cairn_locksmith_holders{group="workers"} 2`, `cairn_locksmith_slots{group="workers"} 2`)
+
+	// Steady state gives the slot back; locksmithd's stays.
+	post("/v1/steady-state", "fcos-1", 200, "")
+	post("/v1/steady-state", "fcos-1", 200, "") // not held: still success
+	status(regexp.MustCompile(`^Available: 1\nMax: 2\n\nMACHINE ID\nnode-a\tlease=[0-9a-f]{16}\n$`))
+	metrics(`cairn_locksmith_holders{group="workers"} 1`, `cairn_locksmith_slots{group="workers"} 2`,
+		`cairn_fleetlock_requests_total{code="200",path="/v1/pre-reboot"} 2`,
+		`cairn_fleetlock_requests_total{code="409",path="/v1/pre-reboot"} 1`,
+		`cairn_fleetlock_requests_total{code="200",path="/v1/steady-state"} 2`)
+
+	if err := fl.stop(); err != nil {
+		t.Fatalf("fleetlock exit after SIGTERM: %v\n%s", err, fl.log)
 	}
 }
 
@@ -260,6 +373,7 @@ type lsProc struct {
 	cmd  *exec.Cmd
 	log  *lsBuffer
 	done chan struct{}
+	err  error // the exit, once done is closed
 }
 
 type lsBuffer struct {
@@ -295,27 +409,49 @@ func (n *lsNode) read(name string) string {
 
 // boot starts the node's daemon.
 func (n *lsNode) boot() {
-	p := &lsProc{log: &lsBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(n.bin, n.args...)
-	p.cmd.Env = lsEnv()
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	if err := p.cmd.Start(); err != nil {
+	p, err := lsStart(n.t, n.bin, n.args...)
+	if err != nil {
 		n.t.Errorf("boot %s: %v", n.id, err) // not only from the test goroutine
 		return
 	}
-	go func() { p.cmd.Wait(); close(p.done) }()
 	n.mu.Lock()
 	n.procs = append(n.procs, p)
 	n.mu.Unlock()
-	n.t.Cleanup(func() {
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
+}
+
+// lsStart starts bin with args in the test's environment without the
+// variables the locksmith commands read, its output going to the returned
+// process's log. The process is stopped (SIGTERM, then SIGKILL) when the
+// test ends.
+func lsStart(t *testing.T, bin string, args ...string) (*lsProc, error) {
+	p := &lsProc{log: &lsBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = lsEnv()
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() { p.stop() })
+	return p, nil
+}
+
+// stop sends SIGTERM, waits up to 10s, then kills; it returns the exit.
+func (p *lsProc) stop() error {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+	return p.err
+}
+
+// kill kills the process, as a power-off would, and waits for it.
+func (p *lsProc) kill() {
+	p.cmd.Process.Kill()
+	<-p.done
 }
 
 func (n *lsNode) boots() int {
@@ -357,8 +493,7 @@ func (n *lsNode) simulateReboot(ctx context.Context) {
 		n.mu.Lock()
 		p := n.procs[len(n.procs)-1]
 		n.mu.Unlock()
-		p.cmd.Process.Kill()
-		<-p.done
+		p.kill()
 		n.boot()
 	}
 }
@@ -437,20 +572,4 @@ func (h *lsHistory) stop() ([]lsRevision, []error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.revs, h.errs
-}
-
-// lsPoll polls cond until it returns nil, failing the test after d.
-func lsPoll(t *testing.T, d time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
