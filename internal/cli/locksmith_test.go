@@ -211,7 +211,7 @@ func TestLocksmithdSettings(t *testing.T) {
 	if err := os.WriteFile(usr, []byte("GROUP=stable\nREBOOT_STRATEGY=reboot\nSERVER=https://public.update.core-os.net/v1/update/\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	conf := "# written by hand\nREBOOT_STRATEGY=\"etcd-lock\"\nLOCKSMITHD_REBOOT_WINDOW_START='Thu 23:00'\nLOCKSMITHD_REBOOT_WINDOW_LENGTH=1h\nLOCKSMITHD_GROUP=from-file\nLOCKSMITHD_ENDPOINT=http://127.0.0.1:1\n"
+	conf := "# written by hand\nREBOOT_STRATEGY=\"etcd-lock\"\nLOCKSMITHD_REBOOT_WINDOW_START='Thu 23:00'\nLOCKSMITHD_REBOOT_WINDOW_LENGTH=1h\nLOCKSMITHD_GROUP=from-file\nLOCKSMITHD_ENDPOINT=http://127.0.0.1:1\nLOCKSMITHD_REBOOT_TIMEOUT=20m\n"
 	if err := os.WriteFile(etc, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func TestLocksmithdSettings(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"strategy=etcd-lock", "id=n1", "group=from-file", `window="Thu 23:00 for 1h"`, "lock_ttl=30m0s"} {
+	for _, want := range []string{"strategy=etcd-lock", "id=n1", "group=from-file", `window="Thu 23:00 for 1h"`, "lock_ttl=30m0s", "reboot_timeout=20m0s"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("files: log lacks %q:\n%s", want, logs)
 		}
@@ -235,12 +235,13 @@ func TestLocksmithdSettings(t *testing.T) {
 	// The environment beats the files, the command line the environment.
 	t.Setenv("LOCKSMITHD_GROUP", "from-env")
 	t.Setenv("REBOOT_STRATEGY", "reboot")
+	t.Setenv("LOCKSMITHD_REBOOT_TIMEOUT", "0")
 	logs, stop = startDaemon(t, append(base, "--strategy", "etcd-lock", "--lock-ttl", "0")...)
 	waitLog(t, logs, "msg=\"no reboot needed\"")
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"strategy=etcd-lock", "group=from-env"} {
+	for _, want := range []string{"strategy=etcd-lock", "group=from-env", "reboot_timeout=none"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("env: log lacks %q:\n%s", want, logs)
 		}
@@ -263,6 +264,7 @@ func TestLocksmithdSettings(t *testing.T) {
 		{[]string{"--reboot-window-start", "Thu 25:00", "--reboot-window-length", "1h"}, `invalid time of day "25:00"`},
 		{[]string{"--reboot-window-start", "Thu 23:00", "--reboot-window-length", ""}, "needs both a start and a length"},
 		{[]string{"--reboot-window-start", "23:00", "--reboot-window-length", "25h"}, "must be less than the period"},
+		{[]string{"--reboot-timeout", "-1s"}, "--reboot-timeout must not be negative"},
 	} {
 		t.Setenv("LOCKSMITHD_REBOOT_WINDOW_START", "")
 		r := runCairn(t, "", append([]string{"locksmithd", "--config", ""}, append(tc.args, "--id", "n1")...)...)

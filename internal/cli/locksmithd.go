@@ -35,6 +35,7 @@ type locksmithdFlags struct {
 	rebootCommand string
 	healthCommand string
 	healthTimeout time.Duration
+	rebootTimeout time.Duration
 	lockTTL       time.Duration
 	checkInterval time.Duration
 	retryMin      time.Duration
@@ -81,6 +82,7 @@ ETCDCTL_<FLAG>.`,
 	fs.StringVar(&f.stateDir, "state-dir", locksmith.DefaultStateDir, "directory that keeps the reboot in progress across the reboot; must survive it")
 	fs.StringVar(&f.bootIDFile, "boot-id-file", locksmith.DefaultBootIDFile, "file with the current boot's id, which tells the daemon the machine rebooted")
 	fs.StringVar(&f.rebootCommand, "reboot-command", "systemctl reboot", "shell command that starts the reboot")
+	fs.DurationVar(&f.rebootTimeout, "reboot-timeout", locksmith.DefaultRebootTimeout, "how long to wait for the shutdown after the reboot command succeeded; then the lock is given back and the reboot tried again after backoff (0: wait for ever)")
 	fs.StringVar(&f.healthCommand, "health-command", "", `shell command that succeeds once the node is healthy after a reboot; the lock is released only then ("": healthy at once)`)
 	fs.DurationVar(&f.healthTimeout, "health-timeout", time.Minute, "how long one run of the health command may take")
 	fs.DurationVar(&f.lockTTL, "lock-ttl", 30*time.Minute, "bind the lock to a lease of this TTL, renewed while the daemon runs and after the boot, so a node that never comes back frees its slot; must exceed a reboot's length (0: held until released, as in locksmith)")
@@ -131,8 +133,12 @@ func runLocksmithd(cmd *cobra.Command, s streams, f *locksmithdFlags) error {
 			return ExitError{Code: 2, Err: err}
 		}
 	}
-	if f.lockTTL < 0 || f.checkInterval <= 0 || f.retryMin <= 0 || f.retryMax <= 0 || f.healthTimeout <= 0 {
-		return ExitError{Code: 2, Err: errors.New("--lock-ttl must not be negative; --check-interval, --health-timeout and --lock-retry-min/max must be positive")}
+	if f.lockTTL < 0 || f.rebootTimeout < 0 || f.checkInterval <= 0 || f.retryMin <= 0 || f.retryMax <= 0 || f.healthTimeout <= 0 {
+		return ExitError{Code: 2, Err: errors.New("--lock-ttl and --reboot-timeout must not be negative; --check-interval, --health-timeout and --lock-retry-min/max must be positive")}
+	}
+	rebootTimeout := f.rebootTimeout
+	if rebootTimeout == 0 {
+		rebootTimeout = -1 // for ever
 	}
 	if f.rebootCommand == "" {
 		return ExitError{Code: 2, Err: errors.New("--reboot-command is empty")}
@@ -152,6 +158,7 @@ func runLocksmithd(cmd *cobra.Command, s streams, f *locksmithdFlags) error {
 		Needs:         needs,
 		BootID:        bootID,
 		Reboot:        shellHook(s, f.rebootCommand, 0),
+		RebootTimeout: rebootTimeout,
 		CheckInterval: f.checkInterval,
 		RetryMin:      f.retryMin,
 		RetryMax:      f.retryMax,

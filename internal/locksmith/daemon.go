@@ -61,6 +61,10 @@ const (
 	DefaultRetryMin      = 5 * time.Second // locksmith's first backoff
 	DefaultRetryMax      = 5 * time.Minute // and its longest
 	DefaultOpTimeout     = 5 * time.Second
+	// DefaultRebootTimeout is how long the daemon waits for the shutdown
+	// after a reboot command that succeeded: long enough for a delayed
+	// shutdown ("shutdown -r +5") and a slow stop of the services.
+	DefaultRebootTimeout = 15 * time.Minute
 )
 
 // DaemonConfig configures a Daemon.
@@ -100,6 +104,12 @@ type DaemonConfig struct {
 	// the daemon then waits to be stopped by the shutdown. Required unless
 	// Strategy is off.
 	Reboot func(ctx context.Context) error
+	// RebootTimeout bounds that wait. A shutdown that has not stopped the
+	// daemon by then is taken as a reboot that failed: the daemon logs an
+	// error, gives the lock back and tries again after backoff, so a node
+	// whose shutdown hangs does not keep its slot for ever. 0 is
+	// DefaultRebootTimeout; negative waits for ever.
+	RebootTimeout time.Duration
 	// Healthy reports whether the node is healthy again after a reboot
 	// (nil error); nil means always healthy.
 	Healthy func(ctx context.Context) error
@@ -173,6 +183,9 @@ func NewDaemon(cfg DaemonConfig) (*Daemon, error) {
 	if cfg.OpTimeout <= 0 {
 		cfg.OpTimeout = DefaultOpTimeout
 	}
+	if cfg.RebootTimeout == 0 {
+		cfg.RebootTimeout = DefaultRebootTimeout
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -198,6 +211,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	if c.Strategy == StrategyEtcdLock && c.Leases != nil && c.LockTTL > 0 {
 		args = append(args, "lock_ttl", c.LockTTL)
+	}
+	if c.RebootTimeout > 0 {
+		args = append(args, "reboot_timeout", c.RebootTimeout)
+	} else {
+		args = append(args, "reboot_timeout", "none")
 	}
 	d.log.Info("starting", args...)
 	if err := d.recover(ctx); err != nil {
@@ -316,26 +334,46 @@ func (d *Daemon) loop(ctx context.Context) {
 		}
 		backoff = c.RetryMin
 		waiting = ""
+		// giveUp gives the lock back after a reboot that failed and waits
+		// before the next try; false when ctx ended.
+		giveUp := func() bool {
+			if locked {
+				stopKeepAlive()
+				if err := d.release(ctx, c.Group, c.ID, lease); err != nil {
+					return false
+				}
+			}
+			err := d.sleep(ctx, failBackoff)
+			failBackoff = min(2*failBackoff, c.RetryMax)
+			return err == nil
+		}
 		if err := d.reboot(ctx, reason, locked, lease); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			d.log.Error("reboot failed", "err", err, "retry_in", failBackoff)
-			if locked {
-				stopKeepAlive()
-				if err := d.release(ctx, c.Group, c.ID, lease); err != nil {
-					return
-				}
+			if !giveUp() {
+				return
 			}
-			d.sleep(ctx, failBackoff)
-			failBackoff = min(2*failBackoff, c.RetryMax)
 			continue
 		}
 		// The machine is going down; the shutdown stops the daemon. The
 		// lease, if any, is kept alive until then and must outlive the
-		// reboot.
-		<-ctx.Done()
-		return
+		// reboot. A shutdown that never comes must not keep the slot.
+		if c.RebootTimeout < 0 {
+			<-ctx.Done()
+			return
+		}
+		if err := d.sleep(ctx, c.RebootTimeout); err != nil {
+			return
+		}
+		d.log.Error("the reboot command succeeded but the machine did not go down; giving the lock back", "reboot_timeout", c.RebootTimeout, "retry_in", failBackoff)
+		if err := ClearState(c.StateDir); err != nil {
+			d.log.Error("cannot remove the state file", "err", err)
+		}
+		if !giveUp() {
+			return
+		}
 	}
 }
 

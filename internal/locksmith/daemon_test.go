@@ -369,6 +369,42 @@ func TestDaemonRebootFailure(t *testing.T) {
 	}
 }
 
+// TestDaemonRebootTimeout: a reboot command that succeeds but whose
+// shutdown never comes must not keep the slot for ever: after the reboot
+// timeout the daemon gives the lock back, backs off and tries again.
+func TestDaemonRebootTimeout(t *testing.T) {
+	n := newNode(t, locksmith.StrategyEtcdLock, 1)
+	n.cfg.Leases, n.cfg.LockTTL = n.leases, 30*time.Second
+	n.cfg.RebootTimeout = 10 * time.Minute
+	n.need.set(true)
+	n.start()
+	drive(t, n.clock, time.Time{}, "the first reboot", func() bool { return n.reboots.count() == 1 })
+	first := n.locker.lease("node-a")
+	// Up to the timeout the daemon holds the lock, waiting for the
+	// shutdown.
+	timeout := monday.Add(10*time.Minute - time.Nanosecond)
+	drive(t, n.clock, timeout, "the reboot timeout", func() bool { return nextAfter(n.clock, timeout) })
+	if !n.locker.holds("node-a") || n.reboots.count() != 1 {
+		t.Fatalf("before the timeout: holders %v, %d reboots", n.locker.held(), n.reboots.count())
+	}
+	drive(t, n.clock, time.Time{}, "the second reboot", func() bool { return n.reboots.count() == 2 })
+	calls := n.reboots.calls()
+	if gap := calls[1].Sub(calls[0]); gap != 10*time.Minute+5*time.Second {
+		t.Fatalf("second reboot %v after the first, want the timeout and 5s of backoff", gap)
+	}
+	h := n.locker.actions()
+	if len(h) != 3 || h[0].op != "lock" || h[1].op != "unlock" || h[1].err != nil || h[2].op != "lock" || h[2].err != nil {
+		t.Fatalf("want lock, unlock after the timeout, lock; got %v", h)
+	}
+	if !h[1].at.Equal(monday.Add(10 * time.Minute)) {
+		t.Fatalf("released at %v, want at the timeout", h[1].at)
+	}
+	waitFor(t, "the first lease revoked", func() bool { return n.leases.wasRevoked(first) })
+	if st := n.state(); st == nil || !st.Locked || st.Lease == "" {
+		t.Fatalf("state after the second reboot: %+v", st)
+	}
+}
+
 // TestDaemonStoppedDuringReboot: the shutdown the reboot command starts may
 // stop the daemon before the command returns; the record must survive for
 // the next boot's daemon.
