@@ -98,7 +98,11 @@ as CAIRN_<FLAG> or ETCDCTL_<FLAG>. A flag on the command line wins.`,
 		Short: "Take a slot for this machine or the given id",
 		Long: `Take a slot of the group's semaphore for this machine (its /etc/machine-id) or
 the given id. With --ttl the slot is bound to a new lease of that TTL, which
-nobody renews: the slot frees itself after the TTL.`,
+nobody renews: the slot frees itself after the TTL.
+
+A slot locked under the id of a node that runs locksmithd does not hold the
+node back: the daemon takes it as its own and reboots at once when it needs
+to. To hold reboots back, lock under an id no node uses, or set-max 0.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := c.holderID(args)

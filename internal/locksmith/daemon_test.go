@@ -446,6 +446,34 @@ func TestDaemonReleasesAtStart(t *testing.T) {
 	}
 }
 
+// TestDaemonTakesAHandLockAsItsOwn: a slot an operator locked under the
+// node's own id does not hold the node back (docs/locksmith.md says so): the
+// daemon takes it as its own and reboots at once, as locksmithd did.
+func TestDaemonTakesAHandLockAsItsOwn(t *testing.T) {
+	n := newNode(t, locksmith.StrategyEtcdLock, 1)
+	n.start()
+	waitFor(t, "the first need check", func() bool { return n.need.reads() > 0 })
+	n.locker.setHolders("node-a") // "cairn locksmith lock node-a"
+	n.need.set(true)
+	drive(t, n.clock, time.Time{}, "the reboot", func() bool { return n.reboots.count() == 1 })
+	if at := n.reboots.calls()[0]; !at.Before(monday.Add(time.Minute)) {
+		t.Fatalf("rebooted at %v: held back by the hand lock", at)
+	}
+	h := n.locker.actions()
+	if len(h) != 1 || h[0].op != "lock" || !errors.Is(h[0].err, locksmith.ErrExist) {
+		t.Fatalf("want one lock attempt finding the lock held; got %v", h)
+	}
+	if st := n.state(); st == nil || !st.Locked {
+		t.Fatalf("state = %+v", st)
+	}
+	// After the boot the daemon gives the slot back.
+	n.stop()
+	n.boot.set("boot-2")
+	n.need.set(false)
+	n.start()
+	waitFor(t, "the release", func() bool { return !n.locker.holds("node-a") })
+}
+
 func TestDaemonRebootDidNotHappen(t *testing.T) {
 	n := newNode(t, locksmith.StrategyEtcdLock, 1)
 	n.need.set(true)
