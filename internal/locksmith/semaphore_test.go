@@ -40,6 +40,7 @@ func TestSemaphore(t *testing.T) {
 			t.Run("LeaseExpiry", func(t *testing.T) { testLeaseExpiry(t, cli) })
 			t.Run("LeaseRevokeAndMissing", func(t *testing.T) { testLeaseRevokeAndMissing(t, cli) })
 			t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, cli) })
+			t.Run("ConcurrentRevoke", func(t *testing.T) { testConcurrentRevoke(t, cli) })
 			t.Run("StatusAllAndMetrics", func(t *testing.T) { testStatusAllAndMetrics(t, cli) })
 		})
 	}
@@ -449,6 +450,272 @@ func testConcurrent(t *testing.T, cli *clientv3.Client) {
 	if got, want := string(end.Kvs[0].Value), `{"semaphore":2,"max":2,"holders":[]}`; got != want {
 		t.Fatalf("final %s, want %s", got, want)
 	}
+}
+
+// testConcurrentRevoke is testConcurrent with holders dying while they
+// hold a slot, which is what DESIGN.md's safety argument is about: a
+// revoker goroutine revokes the leases of workers inside the critical
+// section while the others contend for their slots. The ground truth is who
+// is really inside: a worker enters after its Lock returned and leaves
+// before it calls Unlock, or, if its lease is revoked, before Revoke is
+// called. Both are inside the span in which the store counts it as a
+// holder, so with a correct semaphore the count never exceeds max. Every
+// revision of the semaphore key is checked as well.
+func testConcurrentRevoke(t *testing.T, cli *clientv3.Client) {
+	ctx := ctxT(t)
+	const workers, rounds, slots = 8, 12, 2
+	const group = "concurrent-revoke"
+	s := locksmith.NewSemaphore(cli, group)
+	if _, err := s.SetMax(ctx, slots); err != nil {
+		t.Fatal(err)
+	}
+	start, err := cli.Get(ctx, s.Keys().Semaphore)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	watch := cli.Watch(wctx, s.Keys().Semaphore, clientv3.WithRev(start.Header.Revision+1))
+
+	// worker is what the revoker and a worker share: whether the worker
+	// is inside and the lease it holds with.
+	type worker struct {
+		id     string
+		mu     sync.Mutex
+		inside bool
+		lease  clientv3.LeaseID
+	}
+	ws := make([]*worker, workers)
+	for i := range ws {
+		ws[i] = &worker{id: fmt.Sprintf("node-%d", i)}
+	}
+	// revoked records each revocation of a held slot with the revision
+	// at which the store deleted the holder's key.
+	type revocation struct {
+		id  string
+		rev int64
+	}
+	var revokedMu sync.Mutex
+	var revoked []revocation
+	var inside, peak, locks, unlocks, revokes, deadUnlocks atomic.Int32
+	enter := func(id string) {
+		n := inside.Add(1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		if n > slots {
+			t.Errorf("%s entered with %d inside, max %d", id, n, slots)
+		}
+	}
+
+	stopRevoker := make(chan struct{})
+	revokerDone := make(chan struct{})
+	go func() {
+		defer close(revokerDone)
+		for i := 0; ; i++ {
+			select {
+			case <-stopRevoker:
+				return
+			default:
+			}
+			w := ws[(i*5)%workers] // every worker in turn, in an odd order
+			w.mu.Lock()
+			if w.inside && w.lease != 0 {
+				w.inside = false
+				inside.Add(-1) // it leaves now: Revoke is still to come
+				resp, err := cli.Revoke(ctx, w.lease)
+				if err != nil {
+					t.Errorf("revoke: %v", err)
+				} else {
+					revokedMu.Lock()
+					revoked = append(revoked, revocation{id: w.id, rev: resp.Header.Revision})
+					revokedMu.Unlock()
+				}
+				w.lease = 0
+				revokes.Add(1)
+			}
+			w.mu.Unlock()
+			time.Sleep(200 * time.Microsecond) // pace the revoker
+		}
+	}()
+
+	var wg sync.WaitGroup
+	for i := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := ws[i]
+			id := w.id
+			bound := i%4 != 0 // two workers hold without a lease
+			sem := locksmith.NewSemaphore(cli, group)
+			for range rounds {
+				w.mu.Lock()
+				if bound && w.lease == 0 {
+					resp, err := cli.Grant(ctx, 120)
+					if err != nil {
+						w.mu.Unlock()
+						t.Error(err)
+						return
+					}
+					w.lease = resp.ID
+				}
+				lease := w.lease
+				w.mu.Unlock()
+				for {
+					err := sem.Lock(ctx, id, lease)
+					if err == nil {
+						break
+					}
+					if !errors.Is(err, locksmith.ErrFull) {
+						t.Errorf("%s: lock: %v", id, err)
+						return
+					}
+					time.Sleep(time.Millisecond) // backoff between retries
+				}
+				locks.Add(1)
+				w.mu.Lock()
+				w.inside = true
+				enter(id)
+				w.mu.Unlock()
+				// The work done under the lock: a read that lists at
+				// most max live holders.
+				st, err := sem.Status(ctx)
+				if err != nil || len(st.Holders) > slots {
+					t.Errorf("%s: status under the lock: %+v, %v", id, st, err)
+				}
+				w.mu.Lock()
+				held := w.inside
+				if held {
+					w.inside = false
+					inside.Add(-1)
+				}
+				w.mu.Unlock()
+				err = sem.Unlock(ctx, id)
+				switch {
+				case held && err != nil:
+					t.Errorf("%s: unlock: %v", id, err)
+					return
+				case held:
+					unlocks.Add(1)
+				case !errors.Is(err, locksmith.ErrNotExist):
+					t.Errorf("%s: unlock after its lease was revoked: %v, want ErrNotExist", id, err)
+					return
+				default:
+					deadUnlocks.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stopRevoker)
+	<-revokerDone
+	if t.Failed() {
+		return
+	}
+	if revokes.Load() < 5 {
+		t.Fatalf("only %d leases revoked while held: the test did not exercise dying holders", revokes.Load())
+	}
+	// Each successful Lock and Unlock is one write; an Unlock of a dead
+	// holder writes nothing.
+	want := int(locks.Load() + unlocks.Load())
+	puts, most, dropped := 0, 0, 0
+	prev := []string{}
+	// holds are the spans, in revisions, in which the store counted a
+	// worker as a holder: from the write that added it to the one that
+	// removed it or, if its lease was revoked meanwhile, the revocation.
+	type hold struct {
+		id         string
+		start, end int64 // end 0: still open
+		dropped    bool  // removed by another's Lock, not by its Unlock
+		revoked    bool
+	}
+	var holds []*hold
+	open := map[string]*hold{}
+	var revs []int64
+	for puts < want {
+		select {
+		case resp := <-watch:
+			if err := resp.Err(); err != nil {
+				t.Fatal(err)
+			}
+			for _, ev := range resp.Events {
+				puts++
+				var v locksmith.Value
+				if err := json.Unmarshal(ev.Kv.Value, &v); err != nil {
+					t.Fatal(err)
+				}
+				if len(v.Holders) > slots || v.Max != slots {
+					t.Fatalf("revision %d: %s", ev.Kv.ModRevision, ev.Kv.Value)
+				}
+				most = max(most, len(v.Holders))
+				// A write that adds a holder is a Lock; if it also
+				// removes one, it dropped a dead holder.
+				added := slices.ContainsFunc(v.Holders, func(h string) bool { return !slices.Contains(prev, h) })
+				if added && slices.ContainsFunc(prev, func(h string) bool { return !slices.Contains(v.Holders, h) }) {
+					dropped++
+				}
+				for _, h := range prev {
+					if !slices.Contains(v.Holders, h) {
+						open[h].end, open[h].dropped = ev.Kv.ModRevision, added
+						delete(open, h)
+					}
+				}
+				for _, h := range v.Holders {
+					if open[h] == nil {
+						open[h] = &hold{id: h, start: ev.Kv.ModRevision}
+						holds = append(holds, open[h])
+					}
+				}
+				revs = append(revs, ev.Kv.ModRevision)
+				prev = v.Holders
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("watch delivered %d of %d writes", puts, want)
+		}
+	}
+	if dropped == 0 {
+		t.Fatal("no lock took the slot of a dead holder still in the document: the test did not exercise it")
+	}
+	// A revocation ends the hold of its worker that it falls in. Then at
+	// no revision may more than max workers hold.
+	for _, r := range revoked {
+		found := false
+		for _, h := range holds {
+			if h.id == r.id && h.start < r.rev && (h.end == 0 || r.rev <= h.end) {
+				h.end, h.revoked, found = r.rev, true, true
+			}
+		}
+		if !found {
+			t.Fatalf("%s's lease was revoked at revision %d, outside its holds", r.id, r.rev)
+		}
+	}
+	for _, h := range holds {
+		if h.dropped && !h.revoked {
+			t.Fatalf("%s was dropped from the semaphore at revision %d while its lease was alive", h.id, h.end)
+		}
+	}
+	for _, rev := range revs {
+		var in []string
+		for _, h := range holds {
+			if h.start <= rev && (h.end == 0 || rev < h.end) {
+				in = append(in, h.id)
+			}
+		}
+		if len(in) > slots {
+			t.Fatalf("at revision %d, %d workers hold a slot: %v", rev, len(in), in)
+		}
+	}
+	end, err := cli.Get(ctx, s.Keys().Semaphore)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := end.Kvs[0].Version - start.Kvs[0].Version; got != int64(want) {
+		t.Fatalf("%d writes for %d locks and %d unlocks", got, locks.Load(), unlocks.Load())
+	}
+	if st := mustStatus(t, s); len(st.Holders) != 0 || st.Available != slots {
+		t.Fatalf("at the end: %+v", st)
+	}
+	t.Logf("%d locks (%d dropping a dead holder), %d unlocks, %d revoked while held (%d unlocks found them gone), peak %d inside, %d in the document",
+		locks.Load(), dropped, unlocks.Load(), revokes.Load(), deadUnlocks.Load(), peak.Load(), most)
 }
 
 func testStatusAllAndMetrics(t *testing.T, cli *clientv3.Client) {
