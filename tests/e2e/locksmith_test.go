@@ -68,7 +68,7 @@ func TestLocksmithdRollingReboot(t *testing.T) {
 		}
 		// The reboot command clears the sentinel, moves to a new boot
 		// and, last, records the call the test watches for.
-		reboot := fmt.Sprintf(`rm -f %[1]s/reboot-required && echo boot-1 > %[1]s/boot_id && echo %[2]s >> %[1]s/calls`, n.dir, n.id)
+		reboot := fmt.Sprintf(`date +%%s.%%N > %[1]s/rebooted_at && rm -f %[1]s/reboot-required && echo boot-1 > %[1]s/boot_id && echo %[2]s >> %[1]s/calls`, n.dir, n.id)
 		n.args = []string{"locksmithd", "--config=", "--strategy", "etcd-lock", "--endpoints", eps,
 			"--id", n.id, "--state-dir", n.path("state"), "--sentinel", n.path("reboot-required"), "--boot-id-file", n.path("boot_id"),
 			"--reboot-command", reboot, "--health-command", "sleep 1",
@@ -170,6 +170,29 @@ func TestLocksmithdRollingReboot(t *testing.T) {
 	for _, n := range ns {
 		if acquired[n.id] != 1 || released[n.id] != 1 {
 			t.Errorf("%s took the lock %d times and released it %d times, want once each", n.id, acquired[n.id], released[n.id])
+		}
+	}
+	// In real time: each node is down from its reboot command until its
+	// next daemon found it healthy, a span inside the one in which it held
+	// its slot. No more than two such spans may overlap.
+	var spans [][2]time.Time
+	for _, n := range ns {
+		down, up, err := n.rebootSpan()
+		if err != nil {
+			t.Errorf("%s: %v", n.id, err)
+			continue
+		}
+		spans = append(spans, [2]time.Time{down, up})
+	}
+	for _, s := range spans {
+		overlapping := 0
+		for _, o := range spans {
+			if !o[0].After(s[0]) && o[1].After(s[0]) {
+				overlapping++ // o is down when s goes down
+			}
+		}
+		if overlapping > slots {
+			t.Errorf("%d nodes down at %v: %v", overlapping, s[0], spans)
 		}
 	}
 	if peak < slots {
@@ -477,6 +500,26 @@ func (n *lsNode) allLogs() string {
 		fmt.Fprintf(&sb, "=== boot %d\n%s", i, n.logOf(i))
 	}
 	return sb.String()
+}
+
+var healthyLine = regexp.MustCompile(`(?m)^time=(\S+) .*msg="node is healthy"`)
+
+// rebootSpan is when the node ran its reboot command (recorded by the
+// command) and when the daemon of its next boot found it healthy (from its
+// log, before it gives the slot back).
+func (n *lsNode) rebootSpan() (down, up time.Time, err error) {
+	var sec, nsec int64
+	if _, err := fmt.Sscanf(n.read("rebooted_at"), "%d.%d", &sec, &nsec); err != nil {
+		return down, up, fmt.Errorf("reboot time %q: %w", n.read("rebooted_at"), err)
+	}
+	m := healthyLine.FindStringSubmatch(n.logOf(1))
+	if m == nil {
+		return down, up, fmt.Errorf("no \"node is healthy\" in the second boot's log")
+	}
+	if up, err = time.Parse(time.RFC3339Nano, m[1]); err != nil {
+		return down, up, err
+	}
+	return time.Unix(sec, nsec), up, nil
 }
 
 // simulateReboot waits for each recorded reboot call, kills the daemon as
