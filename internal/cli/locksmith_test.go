@@ -105,7 +105,7 @@ func TestLocksmithCtl(t *testing.T) {
 	expect(runCairn(t, "", "put", ep, badKey, "not json"), 0, "OK\n", "")
 	badErr := "semaphore " + badKey + " holds no valid document: invalid character 'o' in literal null (expecting 'u')"
 	r = run("status", "--all")
-	if !regexp.MustCompile(`^Group: default\nAvailable: 1\nMax: 2\n\nMACHINE ID\nnode-b\n\nGroup: bad\nError: ` + regexp.QuoteMeta(badErr) + `\n\nGroup: workers\nAvailable: 2\n`).MatchString(r.stdout) ||
+	if !regexp.MustCompile(`^Group: default\nAvailable: 1\nMax: 2\n\nMACHINE ID\nnode-b\n\nGroup: bad\nError: `+regexp.QuoteMeta(badErr)+`\n\nGroup: workers\nAvailable: 2\n`).MatchString(r.stdout) ||
 		r.code != 1 || r.stderr != "Error: cannot read the semaphore of group \"bad\"\n" {
 		t.Fatalf("status --all with a corrupt group: %v", r)
 	}
