@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -271,5 +272,62 @@ func TestLocksmithdSettings(t *testing.T) {
 		if r.code != 2 || !strings.Contains(r.stderr, tc.msg) {
 			t.Errorf("%v: %v, want exit 2 with %q", tc.args, r, tc.msg)
 		}
+	}
+}
+
+// TestLocksmithdStrategyChange: a node rebooted under etcd-lock whose
+// daemon comes back with strategy off or reboot still gives its slot back,
+// lease and all, and clears its record; off then exits.
+func TestLocksmithdStrategyChange(t *testing.T) {
+	locksmithEnv(t)
+	m := testServer(t)
+	cli := m.Client(t)
+	ctx := context.Background()
+	sem := locksmith.NewSemaphore(cli, "changed")
+	for _, strategy := range []string{"off", "reboot"} {
+		dir := t.TempDir()
+		lease, err := cli.Grant(ctx, 60)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sem.Lock(ctx, "n1", lease.ID); err != nil {
+			t.Fatal(err)
+		}
+		// What the daemon of the boot before recorded as it rebooted.
+		st := &locksmith.State{Phase: locksmith.PhaseRebooting, ID: "n1", Group: "changed", Locked: true, Lease: fmt.Sprintf("%016x", lease.ID), BootID: "boot-0"}
+		if err := locksmith.SaveState(filepath.Join(dir, "state"), st); err != nil {
+			t.Fatal(err)
+		}
+		args := []string{"--config=", "--strategy", strategy, "--endpoints", m.ClientURL(), "--state-dir", filepath.Join(dir, "state"),
+			"--sentinel", "", "--boot-id-file", filepath.Join(dir, "none"), "--machine-id-file", filepath.Join(dir, "none"), "--check-interval", "50ms"}
+		if strategy == "off" {
+			r := runCairn(t, "", append([]string{"locksmithd"}, args...)...)
+			if r.code != 0 || !strings.Contains(r.stderr, "giving its lock back") || !strings.Contains(r.stderr, "released the reboot lock") || !strings.Contains(r.stderr, "reboot strategy is off") {
+				t.Fatalf("strategy off with a slot held: %v", r)
+			}
+		} else {
+			logs, stop := startDaemon(t, append(args, "--id", "n1")...)
+			waitLog(t, logs, "msg=\"no reboot needed\"")
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(logs.String(), "released the reboot lock") {
+				t.Fatalf("strategy reboot with a slot held:\n%s", logs)
+			}
+		}
+		if got, err := sem.Status(ctx); err != nil || len(got.Holders) != 0 {
+			t.Fatalf("%s: status after the daemon: %+v, %v", strategy, got, err)
+		}
+		if ttl, err := cli.TimeToLive(ctx, lease.ID); err != nil || ttl.TTL != -1 {
+			t.Fatalf("%s: the slot's lease was not revoked: %+v, %v", strategy, ttl, err)
+		}
+		if got, err := locksmith.LoadState(filepath.Join(dir, "state")); err != nil || got != nil {
+			t.Fatalf("%s: state after the daemon: %+v, %v", strategy, got, err)
+		}
+	}
+	// Without a record strategy off needs nothing, not even a store.
+	r := runCairn(t, "", "locksmithd", "--config=", "--strategy", "off", "--endpoints", "http://127.0.0.1:1", "--state-dir", t.TempDir())
+	if r.code != 0 || !strings.Contains(r.stderr, "reboot strategy is off") {
+		t.Fatal(r)
 	}
 }

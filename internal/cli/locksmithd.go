@@ -119,7 +119,13 @@ func runLocksmithd(cmd *cobra.Command, s streams, f *locksmithdFlags) error {
 	if err != nil {
 		return ExitError{Code: 2, Err: err}
 	}
-	if strategy == locksmith.StrategyOff {
+	// A reboot started under etcd-lock holds a slot until the daemon of the
+	// next boot gives it back, whatever the strategy is by then; only
+	// then may strategy off exit at once. (An unreadable state file is
+	// the daemon's to report.)
+	st, _ := locksmith.LoadState(f.stateDir)
+	heldSlot := st != nil && st.Locked
+	if strategy == locksmith.StrategyOff && !heldSlot {
 		log.Info("reboot strategy is off; exiting")
 		return nil
 	}
@@ -128,7 +134,7 @@ func runLocksmithd(cmd *cobra.Command, s streams, f *locksmithdFlags) error {
 		return ExitError{Code: 2, Err: err}
 	}
 	id := f.id
-	if id == "" {
+	if id == "" && strategy != locksmith.StrategyOff {
 		if id, err = readMachineID(f.machineIDFile); err != nil {
 			return ExitError{Code: 2, Err: err}
 		}
@@ -170,16 +176,18 @@ func runLocksmithd(cmd *cobra.Command, s streams, f *locksmithdFlags) error {
 	}
 
 	var cli *clientv3.Client
-	if strategy == locksmith.StrategyEtcdLock || f.metricsAddr != "" {
+	useStore := strategy == locksmith.StrategyEtcdLock || heldSlot
+	if useStore || f.metricsAddr != "" {
 		if cli, err = storeClient(cmd, s, f.g); err != nil {
 			return err
 		}
 		defer cli.Close()
 	}
-	if strategy == locksmith.StrategyEtcdLock {
+	if useStore {
 		cfg.Semaphore = func(group string) locksmith.Locker { return locksmith.NewSemaphore(cli, group) }
-		if f.lockTTL > 0 {
-			cfg.Leases, cfg.LockTTL = cli, f.lockTTL
+		cfg.Leases = cli // renews the held slot's lease, if any, until it is given back
+		if strategy == locksmith.StrategyEtcdLock && f.lockTTL > 0 {
+			cfg.LockTTL = f.lockTTL
 		}
 	}
 	d, err := locksmith.NewDaemon(cfg)

@@ -193,14 +193,16 @@ func NewDaemon(cfg DaemonConfig) (*Daemon, error) {
 	return &Daemon{cfg: cfg, log: log.With("component", "locksmithd")}, nil
 }
 
-// Run works until ctx ends, and returns nil then. With strategy off it
-// returns at once. It first finishes a reboot a previous run started
-// (releasing the lock once the node is healthy), then loops: wait until a
-// reboot is needed, wait for the window, take the lock (etcd-lock) with
-// backoff, run the reboot command and wait for the shutdown to stop it.
+// Run works until ctx ends, and returns nil then. It first finishes a
+// reboot a previous run started (releasing the lock once the node is
+// healthy, whatever the strategy is now), then loops: wait until a reboot is
+// needed, wait for the window, take the lock (etcd-lock) with backoff, run
+// the reboot command and wait for the shutdown to stop it. With strategy off
+// it returns once the earlier reboot is finished.
 func (d *Daemon) Run(ctx context.Context) error {
 	c := d.cfg
 	if c.Strategy == StrategyOff {
+		d.recover(ctx)
 		d.log.Info("reboot strategy is off; exiting")
 		return nil
 	}
@@ -225,12 +227,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 	return nil
 }
 
-// recover finishes what an earlier run left: after a reboot it waits until
-// the node is healthy and releases the lock; without a record it releases
+// recover finishes what an earlier run left: after a reboot that held the
+// lock it waits until the node is healthy and releases the lock, whatever
+// the strategy is now (the node may have rebooted under etcd-lock and come
+// back with another); without such a record, under etcd-lock, it releases
 // any lock the node still holds, as locksmith did at start. It returns an
 // error only when ctx ends.
 func (d *Daemon) recover(ctx context.Context) error {
 	c := d.cfg
+	if c.StateDir == "" {
+		return nil // strategy off without a state directory
+	}
 	st, err := LoadState(c.StateDir)
 	if err != nil {
 		d.log.Error("ignoring the unreadable state file", "err", err)
@@ -243,25 +250,32 @@ func (d *Daemon) recover(ctx context.Context) error {
 			d.log.Info("back from the reboot", "started", st.Time.Format(time.RFC3339))
 		}
 	}
-	if c.Strategy == StrategyEtcdLock {
-		id, group, lease := c.ID, c.Group, clientv3.LeaseID(0)
-		if st != nil && st.Locked {
-			id, group, lease = st.ID, NormalizeGroup(st.Group), st.leaseID()
+	switch {
+	case st != nil && st.Locked && c.Semaphore == nil:
+		// Keep the record: a run with a store can still give it back.
+		d.log.Error("the reboot in progress holds a reboot lock, but no store is configured to give it back", "id", st.ID, "group", NormalizeGroup(st.Group))
+		return nil
+	case st != nil && st.Locked:
+		if c.Strategy != StrategyEtcdLock {
+			d.log.Info("the reboot in progress was started under etcd-lock; giving its lock back", "strategy", c.Strategy)
 		}
+		lease := st.leaseID()
 		stop := func() {}
 		if lease != 0 && c.Leases != nil {
 			// Renew the lease first: the reboot took part of its TTL.
 			stop = d.keepAlive(ctx, lease)
 		}
-		if st != nil && st.Locked {
-			if err := d.waitHealthy(ctx); err != nil {
-				stop()
-				return err
-			}
+		if err := d.waitHealthy(ctx); err != nil {
+			stop()
+			return err
 		}
-		err := d.release(ctx, group, id, lease)
+		err := d.release(ctx, NormalizeGroup(st.Group), st.ID, lease)
 		stop()
 		if err != nil {
+			return err
+		}
+	case c.Strategy == StrategyEtcdLock:
+		if err := d.release(ctx, c.Group, c.ID, 0); err != nil {
 			return err
 		}
 	}
@@ -541,20 +555,19 @@ func (d *Daemon) waitHealthy(ctx context.Context) error {
 	}
 }
 
-// keepAlive renews lease every third of the lock TTL, on the real clock
-// (the lease expires on the store's), until ctx ends, the returned stop is
-// called or the lease is gone. It renews once at once.
+// keepAlive renews lease every third of its TTL (as the store reports it;
+// the lock TTL until it has), on the real clock (the lease expires on the
+// store's), until ctx ends, the returned stop is called or the lease is
+// gone. It renews once at once.
 func (d *Daemon) keepAlive(ctx context.Context, lease clientv3.LeaseID) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	interval := max(d.cfg.LockTTL/3, 200*time.Millisecond)
 	go func() {
 		defer close(done)
-		t := time.NewTicker(interval)
-		defer t.Stop()
 		for {
 			octx, ocancel := context.WithTimeout(ctx, d.cfg.OpTimeout)
-			_, err := d.cfg.Leases.KeepAliveOnce(octx, lease)
+			resp, err := d.cfg.Leases.KeepAliveOnce(octx, lease)
 			ocancel()
 			if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 				d.log.Warn("the lock's lease is gone: this node no longer holds the lock", "lease", leaseAttr(lease))
@@ -563,8 +576,15 @@ func (d *Daemon) keepAlive(ctx context.Context, lease clientv3.LeaseID) (stop fu
 			if err != nil && ctx.Err() == nil {
 				d.log.Warn("cannot renew the lock's lease", "lease", leaseAttr(lease), "err", err)
 			}
+			if err == nil && resp.TTL > 0 {
+				// A lease taken by an earlier run may have another TTL
+				// than this run's setting.
+				interval = max(time.Duration(resp.TTL)*time.Second/3, 200*time.Millisecond)
+			}
+			t := time.NewTimer(interval)
 			select {
 			case <-ctx.Done():
+				t.Stop()
 				return
 			case <-t.C:
 			}

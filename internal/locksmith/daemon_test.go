@@ -474,6 +474,55 @@ func TestDaemonTakesAHandLockAsItsOwn(t *testing.T) {
 	waitFor(t, "the release", func() bool { return !n.locker.holds("node-a") })
 }
 
+// TestDaemonStrategyChangeReleases: a node rebooted under etcd-lock and
+// started again with strategy reboot or off still gives its slot back,
+// once healthy.
+func TestDaemonStrategyChangeReleases(t *testing.T) {
+	for _, strategy := range []locksmith.Strategy{locksmith.StrategyReboot, locksmith.StrategyOff} {
+		t.Run(string(strategy), func(t *testing.T) {
+			n := newNode(t, locksmith.StrategyEtcdLock, 1)
+			n.cfg.Leases, n.cfg.LockTTL = n.leases, 30*time.Second
+			n.need.set(true)
+			n.start()
+			drive(t, n.clock, time.Time{}, "the reboot", func() bool { return n.reboots.count() == 1 })
+			lease := n.locker.lease("node-a")
+			n.stop()
+
+			// The boot after it, with another strategy and a node not
+			// healthy at first.
+			n.boot.set("boot-2")
+			n.need.set(false)
+			n.healthy.set(false)
+			n.cfg.Strategy = strategy
+			renewed := n.leases.renewals(lease)
+			n.start()
+			waitFor(t, "the lease renewed", func() bool { return n.leases.renewals(lease) > renewed })
+			drive(t, n.clock, n.clock.Now().Add(time.Minute), "a minute of bad health", func() bool { return n.healthy.reads() >= 5 })
+			if !n.locker.holds("node-a") {
+				t.Fatal("released the lock before the node was healthy")
+			}
+			n.healthy.set(true)
+			drive(t, n.clock, time.Time{}, "the release", func() bool { return !n.locker.holds("node-a") })
+			waitFor(t, "the lease revoked", func() bool { return n.leases.wasRevoked(lease) })
+			waitFor(t, "the state cleared", func() bool { return n.state() == nil })
+			if strategy == locksmith.StrategyOff {
+				select {
+				case err := <-n.done:
+					if err != nil {
+						t.Fatal(err)
+					}
+					n.cancel = nil
+				case <-time.After(10 * time.Second):
+					t.Fatal("strategy off did not exit after giving the slot back")
+				}
+			}
+			if n.reboots.count() != 1 {
+				t.Fatalf("%d reboots", n.reboots.count())
+			}
+		})
+	}
+}
+
 func TestDaemonRebootDidNotHappen(t *testing.T) {
 	n := newNode(t, locksmith.StrategyEtcdLock, 1)
 	n.need.set(true)
