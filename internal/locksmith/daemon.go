@@ -220,6 +220,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		args = append(args, "reboot_timeout", "none")
 	}
 	d.log.Info("starting", args...)
+	if c.Window != nil {
+		for _, warning := range c.Window.Warnings() {
+			d.log.Warn(warning)
+		}
+	}
 	if err := d.recover(ctx); err != nil {
 		return nil // only ctx ends recover early
 	}
@@ -299,21 +304,29 @@ func (d *Daemon) loop(ctx context.Context) {
 			waiting = what
 		}
 	}
+	// started: a zero-length window only says when reboots may start (as
+	// locksmith read every window); once it has started, the daemon goes
+	// on until it reboots, however long the lock takes.
+	started := false
 	for ctx.Err() == nil {
 		need, reason := d.needed(ctx)
 		if !need {
 			say("no reboot needed")
 			backoff = c.RetryMin
+			started = false
 			d.sleep(ctx, c.CheckInterval)
 			continue
 		}
-		if w := c.Window; w != nil {
+		if w := c.Window; w != nil && !started {
 			if wait := w.Until(c.Clock.Now()); wait > 0 {
 				say("reboot needed; waiting for the reboot window", "reason", reason, "window", w.String(), "opens", c.Clock.Now().Add(wait).Format(time.RFC3339))
 				backoff = c.RetryMin
-				d.sleep(ctx, wait)
+				if d.sleep(ctx, wait) == nil && w.Length() == 0 {
+					started = true
+				}
 				continue
 			}
+			started = w.Length() == 0
 		}
 		var lease clientv3.LeaseID
 		locked, stopKeepAlive := false, func() {}
@@ -337,7 +350,7 @@ func (d *Daemon) loop(ctx context.Context) {
 			// Taking the lock may have taken long (a slow or unreachable
 			// store): check the window again before rebooting, which
 			// locksmith did not (coreos/bugs#1886).
-			if w := c.Window; w != nil && !w.Contains(c.Clock.Now()) {
+			if w := c.Window; w != nil && !started && !w.Contains(c.Clock.Now()) {
 				d.log.Warn("the reboot window closed while taking the lock; releasing it", "window", w.String())
 				stopKeepAlive()
 				if err := d.release(ctx, c.Group, c.ID, lease); err != nil {

@@ -243,6 +243,64 @@ func TestDaemonWindows(t *testing.T) {
 	}
 }
 
+// TestDaemonWindowsAsLocksmith: windows locksmith accepted that
+// ParseWindow warns about. A zero-length window is when reboots may start:
+// the daemon waits for it, then reboots whenever it gets the lock, as
+// locksmith did; a window as long as its period is always open.
+func TestDaemonWindowsAsLocksmith(t *testing.T) {
+	t.Run("zero length, reboot", func(t *testing.T) {
+		n := newNode(t, locksmith.StrategyReboot, 1)
+		n.cfg.Window = mustWindow(t, "10:30", "0")
+		n.need.set(true)
+		n.start()
+		drive(t, n.clock, time.Time{}, "the reboot", func() bool { return n.reboots.count() == 1 })
+		if at := n.reboots.calls()[0]; !at.Equal(monday.Add(30 * time.Minute)) {
+			t.Fatalf("rebooted at %v, want the window's start", at)
+		}
+	})
+	t.Run("zero length, etcd-lock", func(t *testing.T) {
+		n := newNode(t, locksmith.StrategyEtcdLock, 1)
+		n.cfg.Window = mustWindow(t, "10:30", "0")
+		n.locker.setHolders("node-b")
+		n.need.set(true)
+		n.start()
+		// The slot frees hours after the window's start.
+		free := monday.Add(5 * time.Hour)
+		drive(t, n.clock, free, "the slot freed", func() bool { return nextAfter(n.clock, free) })
+		calls := n.locker.lockCalls()
+		if n.reboots.count() != 0 || len(calls) < 5 || calls[0].at.Before(monday.Add(30*time.Minute)) {
+			t.Fatalf("before the slot freed: %d reboots, lock attempts %v", n.reboots.count(), calls)
+		}
+		n.locker.setHolders()
+		drive(t, n.clock, time.Time{}, "the reboot", func() bool { return n.reboots.count() == 1 })
+		if at := n.reboots.calls()[0]; at.After(free.Add(locksmith.DefaultRetryMax)) {
+			t.Fatalf("rebooted at %v, want within one retry of %v", at, free)
+		}
+		if !n.locker.holds("node-a") {
+			t.Fatal("rebooted without the lock")
+		}
+	})
+	t.Run("a whole day", func(t *testing.T) {
+		n := newNode(t, locksmith.StrategyEtcdLock, 1)
+		n.cfg.Window = mustWindow(t, "23:00", "24h")
+		n.need.set(true)
+		n.start()
+		drive(t, n.clock, time.Time{}, "the reboot", func() bool { return n.reboots.count() == 1 })
+		if at := n.reboots.calls()[0]; !at.Equal(monday) {
+			t.Fatalf("rebooted at %v, want at once", at)
+		}
+	})
+}
+
+func mustWindow(t *testing.T, start, length string) *locksmith.Window {
+	t.Helper()
+	w, err := locksmith.ParseWindow(start, length)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
 // nextAfter reports whether the clock's next deadline is after t, so
 // driving up to t is done.
 func nextAfter(c *fakeClock, t time.Time) bool {

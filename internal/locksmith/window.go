@@ -3,7 +3,6 @@ package locksmith
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -11,20 +10,27 @@ import (
 // Window is a reboot window that repeats daily ("14:00") or weekly
 // ("Thu 23:00") for a fixed length, in the location of the times it is
 // asked about (the daemon uses local time, as locksmith did). A time is in
-// the window from its start, inclusive, to start+length, exclusive.
+// the window from its start, inclusive, to start+length, exclusive; a window
+// as long as its period or longer is always open. A zero-length window
+// contains only its start, and the daemon treats it as locksmith did: as
+// the time from which it may reboot, whenever it gets the lock.
 type Window struct {
-	weekday time.Weekday // meaningful when weekly
-	weekly  bool
-	hour    int
-	minute  int
-	length  time.Duration
-	spec    string
+	weekday  time.Weekday // meaningful when weekly
+	weekly   bool
+	hour     int
+	minute   int
+	length   time.Duration
+	spec     string
+	warnings []string
 }
 
 // ParseWindow parses locksmith's LOCKSMITHD_REBOOT_WINDOW_START ("14:00",
 // "Thu 23:00"; the day is any case of its first three letters or its full
-// English name) and LOCKSMITHD_REBOOT_WINDOW_LENGTH (a Go duration, more
-// than zero and less than the period: a day, or a week for a weekly window).
+// English name) and LOCKSMITHD_REBOOT_WINDOW_LENGTH (a Go duration, not
+// negative). It accepts everything locksmith's parser did, and says in
+// Warnings what it accepted that is odd: a time of day not written HH:MM
+// ("4:5" is 04:05; text after the minutes is ignored), a zero length, or a
+// length of the whole period or more (the window is always open).
 func ParseWindow(start, length string) (*Window, error) {
 	w := &Window{spec: strings.TrimSpace(start) + " for " + strings.TrimSpace(length)}
 	fields := strings.Fields(start)
@@ -40,30 +46,45 @@ func ParseWindow(start, length string) (*Window, error) {
 	default:
 		return nil, fmt.Errorf("reboot window start %q: want \"HH:MM\" or \"Day HH:MM\"", start)
 	}
-	h, m, ok := strings.Cut(fields[0], ":")
-	var err error
-	if ok {
-		if w.hour, err = strconv.Atoi(h); err == nil {
-			w.minute, err = strconv.Atoi(m)
-		}
-	}
-	if !ok || err != nil || len(m) != 2 || w.hour < 0 || w.hour > 23 || w.minute < 0 || w.minute > 59 {
+	// locksmith read the time of day with fmt.Sscanf("%d:%d"), which takes
+	// one or more digits (and a sign) on each side and ignores what follows
+	// the minutes; so does this.
+	var rest string
+	n, _ := fmt.Sscanf(fields[0], "%d:%d%s", &w.hour, &w.minute, &rest)
+	if n < 2 || w.hour < 0 || w.hour > 23 || w.minute < 0 || w.minute > 59 {
 		return nil, fmt.Errorf("reboot window start %q: invalid time of day %q", start, fields[0])
 	}
+	if canonical := fmt.Sprintf("%02d:%02d", w.hour, w.minute); canonical != fields[0] {
+		w.warnings = append(w.warnings, fmt.Sprintf("reboot window start %q: time of day %q read as %s", start, fields[0], canonical))
+	}
+	var err error
 	if w.length, err = time.ParseDuration(strings.TrimSpace(length)); err != nil {
 		return nil, fmt.Errorf("reboot window length %q: %w", length, err)
 	}
-	period := 24 * time.Hour
-	if w.weekly {
-		period = 7 * 24 * time.Hour
+	if w.length < 0 {
+		return nil, fmt.Errorf("reboot window length %q: must not be negative", length)
 	}
-	if w.length <= 0 {
-		return nil, fmt.Errorf("reboot window length %q: must be more than zero", length)
+	if w.length == 0 {
+		w.warnings = append(w.warnings, fmt.Sprintf("reboot window length %q: a window of length 0 only says when reboots may start; once it has started the node reboots whenever it gets the lock, however late, as with locksmith", length))
 	}
-	if w.length >= period {
-		return nil, fmt.Errorf("reboot window length %q: must be less than the period (%v)", length, period)
+	if period := w.period(); w.length >= period {
+		w.warnings = append(w.warnings, fmt.Sprintf("reboot window length %q: not shorter than the window's period (%v), so the window is always open", length, period))
 	}
 	return w, nil
+}
+
+// Warnings are what ParseWindow accepted, as locksmith did, but is likely
+// not what was meant; the daemon logs them.
+func (w *Window) Warnings() []string { return w.warnings }
+
+// Length is the window's length.
+func (w *Window) Length() time.Duration { return w.length }
+
+func (w *Window) period() time.Duration {
+	if w.weekly {
+		return 7 * 24 * time.Hour
+	}
+	return 24 * time.Hour
 }
 
 var weekdays = map[string]time.Weekday{}
@@ -118,7 +139,7 @@ func (w *Window) Next(t time.Time) time.Time {
 // Contains reports whether t is inside a window.
 func (w *Window) Contains(t time.Time) bool {
 	prev := w.Previous(t)
-	return t.Before(prev.Add(w.length))
+	return t.Before(prev.Add(w.length)) || w.length == 0 && t.Equal(prev)
 }
 
 // Until is how long from t until a window is open: zero inside one.

@@ -16,14 +16,15 @@ func TestParseWindowErrors(t *testing.T) {
 		{"Thx 23:00", "1h", "invalid day of week \"Thx\""},
 		{"24:00", "1h", "invalid time of day"},
 		{"23:60", "1h", "invalid time of day"},
-		{"23:5", "1h", "invalid time of day"},
 		{"-1:00", "1h", "invalid time of day"},
 		{"23", "1h", "invalid time of day"},
 		{"23:00", "1 hour", "reboot window length"},
-		{"23:00", "0s", "more than zero"},
-		{"23:00", "-1h", "more than zero"},
-		{"23:00", "24h", "less than the period"},
-		{"Thu 23:00", "168h", "less than the period"},
+		{"23:00", "-1h", "must not be negative"},
+		{"14:", "1h", "invalid time of day"},
+		{":30", "1h", "invalid time of day"},
+		{"0x1:00", "1h", "invalid time of day"},
+		{"sat", "1h", "invalid time of day"},
+		{"sat 14:00 1234", "1h", "want \"HH:MM\" or \"Day HH:MM\""},
 	} {
 		if _, err := locksmith.ParseWindow(tc.start, tc.length); err == nil || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("ParseWindow(%q, %q) = %v, want an error with %q", tc.start, tc.length, err, tc.msg)
@@ -34,6 +35,49 @@ func TestParseWindowErrors(t *testing.T) {
 	}
 	if w, err := locksmith.WindowFromSettings("", ""); w != nil || err != nil {
 		t.Errorf("no window: %v, %v", w, err)
+	}
+}
+
+// TestParseWindowAsLocksmith: what locksmith's parser accepted is accepted,
+// with a warning where it is odd, so an update.conf that worked with
+// locksmithd still does.
+func TestParseWindowAsLocksmith(t *testing.T) {
+	at := func(day, h, m, s int) time.Time { return time.Date(2024, 1, day, h, m, s, 0, time.UTC) } // 2024-01-01 is a Monday
+	for _, tc := range []struct {
+		start, length string
+		warning       string // "" for none
+		in, out       []time.Time
+	}{
+		{"14:00", "1h", "", []time.Time{at(1, 14, 0, 0)}, []time.Time{at(1, 15, 0, 0)}},
+		{"4:5", "1h", `time of day "4:5" read as 04:05`, []time.Time{at(1, 4, 5, 0), at(1, 5, 4, 59)}, []time.Time{at(1, 4, 4, 59), at(1, 5, 5, 0)}},
+		{"Thu 9:00", "1h", `time of day "9:00" read as 09:00`, []time.Time{at(4, 9, 0, 0)}, []time.Time{at(3, 9, 0, 0)}},
+		{"+4:05", "1h", "read as 04:05", []time.Time{at(1, 4, 5, 0)}, nil},
+		{"014:000", "1h", "read as 14:00", []time.Time{at(1, 14, 0, 0)}, nil},
+		{"14:00:30", "1h", `time of day "14:00:30" read as 14:00`, []time.Time{at(1, 14, 0, 0)}, []time.Time{at(1, 13, 59, 59)}},
+		{"23:00", "0", "length 0", []time.Time{at(1, 23, 0, 0)}, []time.Time{at(1, 23, 0, 1), at(1, 22, 59, 59)}},
+		{"23:00", "24h", "always open", []time.Time{at(1, 0, 0, 0), at(1, 22, 59, 59), at(1, 23, 0, 0)}, nil},
+		{"23:00", "30h", "always open", []time.Time{at(1, 0, 0, 0), at(1, 22, 59, 59)}, nil},
+		{"Thu 23:00", "168h", "always open", []time.Time{at(1, 0, 0, 0), at(4, 22, 59, 59), at(7, 12, 0, 0)}, nil},
+	} {
+		w, err := locksmith.ParseWindow(tc.start, tc.length)
+		if err != nil {
+			t.Errorf("ParseWindow(%q, %q): %v", tc.start, tc.length, err)
+			continue
+		}
+		warnings := strings.Join(w.Warnings(), "\n")
+		if tc.warning == "" && warnings != "" || !strings.Contains(warnings, tc.warning) {
+			t.Errorf("%s: warnings %q, want %q", w, warnings, tc.warning)
+		}
+		for _, in := range tc.in {
+			if !w.Contains(in) || w.Until(in) != 0 {
+				t.Errorf("%s: %v not in the window", w, in)
+			}
+		}
+		for _, out := range tc.out {
+			if w.Contains(out) || w.Until(out) == 0 {
+				t.Errorf("%s: %v in the window", w, out)
+			}
+		}
 	}
 }
 
