@@ -180,10 +180,28 @@ to. To hold reboots back, lock under an id no node uses, or set-max 0.`,
 		Short: "Tell this machine's locksmithd that it needs a reboot",
 		Long: `Ask this machine's locksmithd for one reboot, as if the update agent had
 asked: the request is a file in locksmithd's state directory, served by the
-next reboot (it names the current boot).`,
+next reboot (it names the current boot).
+
+The state directory and boot ID file are locksmithd's: besides the flags and
+LOCKSMITHCTL_STATE_DIR, LOCKSMITHCTL_BOOT_ID_FILE, they are read from
+LOCKSMITHD_STATE_DIR and LOCKSMITHD_BOOT_ID_FILE in the environment, then
+in the update.conf files of --config (or LOCKSMITHD_CONFIG), as locksmithd
+reads them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := applyLocksmithVars(cmd.Flags(), "LOCKSMITHCTL", varSource{getenv: os.Getenv}); err != nil {
+			files, err := readConfigFiles(cmd.Flags())
+			if err != nil {
+				return ExitError{Code: 2, Err: err}
+			}
+			src := varSource{getenv: os.Getenv, files: files}
+			err = applyVars(cmd.Flags(), src, func(flag string) []string {
+				names := locksmith.Variables("LOCKSMITHCTL", flag)
+				if flag == "state-dir" || flag == "boot-id-file" {
+					names = append(names, locksmith.Variables("LOCKSMITHD", flag)...)
+				}
+				return names
+			})
+			if err != nil {
 				return ExitError{Code: 2, Err: err}
 			}
 			boot := locksmith.BootIDFile(bootIDFile)()
@@ -194,6 +212,7 @@ next reboot (it names the current boot).`,
 		},
 	}
 	sendNeedReboot.Flags().StringVar(&stateDir, "state-dir", locksmith.DefaultStateDir, "locksmithd's state directory")
+	sendNeedReboot.Flags().StringSlice("config", locksmith.DefaultConfigFiles, "locksmithd's update.conf-style files, to find its state directory in; missing ones are skipped")
 	sendNeedReboot.Flags().StringVar(&bootIDFile, "boot-id-file", locksmith.DefaultBootIDFile, "file with the current boot's id")
 
 	cmd.AddCommand(status, lock, unlock, setMax, sendNeedReboot)

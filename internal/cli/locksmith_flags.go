@@ -59,12 +59,18 @@ func (v varSource) lookup(names []string) (name, val string, ok bool) {
 // locksmith.Variables), then the connection flags still unset from the
 // CAIRN_* and ETCDCTL_* variables of the etcdctl-shaped commands.
 func applyLocksmithVars(fs *pflag.FlagSet, prefix string, src varSource) error {
+	return applyVars(fs, src, func(flag string) []string { return locksmith.Variables(prefix, flag) })
+}
+
+// applyVars is applyLocksmithVars with the variable names of each flag
+// given by names, in precedence order.
+func applyVars(fs *pflag.FlagSet, src varSource, names func(flag string) []string) error {
 	var err error
 	fs.VisitAll(func(f *pflag.Flag) {
 		if err != nil || f.Changed || f.Name == "help" {
 			return
 		}
-		name, val, ok := src.lookup(locksmith.Variables(prefix, f.Name))
+		name, val, ok := src.lookup(names(f.Name))
 		if !ok {
 			return
 		}
@@ -121,4 +127,21 @@ func serviceLogger(s streams, level, format string) (*slog.Logger, error) {
 // addLocksmithCommands registers the reboot-coordination commands.
 func addLocksmithCommands(root *cobra.Command, s streams) {
 	root.AddCommand(newLocksmithCommand(s), newLocksmithdCommand(s), newFleetlockCommand(s))
+}
+
+// readConfigFiles reads the update.conf-style files of the --config flag
+// in fs, which LOCKSMITHD_CONFIG sets when the command line does not.
+func readConfigFiles(fs *pflag.FlagSet) (map[string]string, error) {
+	if !fs.Changed("config") {
+		if v := os.Getenv("LOCKSMITHD_CONFIG"); v != "" {
+			if err := fs.Set("config", v); err != nil {
+				return nil, fmt.Errorf("LOCKSMITHD_CONFIG: %w", err)
+			}
+		}
+	}
+	files, err := fs.GetStringSlice("config")
+	if err != nil {
+		return nil, err
+	}
+	return locksmith.ReadEnvFiles(files...)
 }

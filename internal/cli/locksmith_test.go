@@ -137,9 +137,54 @@ func TestLocksmithSendNeedReboot(t *testing.T) {
 	if r.code != 0 || r.stdout != "" || r.stderr != "" {
 		t.Fatal(r)
 	}
-	need, _, err := locksmith.NeedRebootFile(state, locksmith.BootIDFile(bootFile))(context.Background())
-	if err != nil || !need {
-		t.Fatalf("need = %v, %v after send-need-reboot", need, err)
+	requested := func(dir string) bool {
+		t.Helper()
+		need, _, err := locksmith.NeedRebootFile(dir, locksmith.BootIDFile(bootFile))(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return need
+	}
+	if !requested(state) {
+		t.Fatal("no request after send-need-reboot")
+	}
+
+	// Without the flags, the daemon's own settings say where its state
+	// is: the environment, then its update.conf.
+	fromFile, fromEnv, fromCtl := filepath.Join(dir, "file"), filepath.Join(dir, "env"), filepath.Join(dir, "ctl")
+	conf := filepath.Join(dir, "update.conf")
+	if err := os.WriteFile(conf, []byte("REBOOT_STRATEGY=etcd-lock\nLOCKSMITHD_STATE_DIR="+fromFile+"\nLOCKSMITHD_BOOT_ID_FILE="+bootFile+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"update.conf", nil, []string{"--config", conf}, fromFile},
+		{"LOCKSMITHD_CONFIG", map[string]string{"LOCKSMITHD_CONFIG": conf}, nil, fromFile},
+		{"the daemon's environment beats its update.conf", map[string]string{"LOCKSMITHD_STATE_DIR": fromEnv}, []string{"--config", conf}, fromEnv},
+		{"the command's own variable beats the daemon's", map[string]string{"LOCKSMITHD_STATE_DIR": fromEnv, "LOCKSMITHCTL_STATE_DIR": fromCtl}, []string{"--config", conf}, fromCtl},
+	} {
+		for _, d := range []string{fromFile, fromEnv, fromCtl} {
+			os.RemoveAll(d)
+		}
+		for k, v := range tc.env {
+			t.Setenv(k, v)
+		}
+		r := runCairn(t, "", append([]string{"locksmith", "send-need-reboot"}, tc.args...)...)
+		for k := range tc.env {
+			t.Setenv(k, "")
+		}
+		if r.code != 0 || r.stdout != "" || r.stderr != "" {
+			t.Fatalf("%s: %v", tc.name, r)
+		}
+		for _, d := range []string{fromFile, fromEnv, fromCtl} {
+			if got := requested(d); got != (d == tc.want) {
+				t.Fatalf("%s: request in %s: %v, want it in %s only", tc.name, d, got, tc.want)
+			}
+		}
 	}
 }
 

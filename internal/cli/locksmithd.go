@@ -97,14 +97,7 @@ ETCDCTL_<FLAG>.`,
 
 func runLocksmithd(cmd *cobra.Command, s streams, f *locksmithdFlags) error {
 	fs := cmd.Flags()
-	if !fs.Changed("config") {
-		if v := os.Getenv("LOCKSMITHD_CONFIG"); v != "" {
-			if err := fs.Set("config", v); err != nil {
-				return ExitError{Code: 2, Err: fmt.Errorf("LOCKSMITHD_CONFIG: %w", err)}
-			}
-		}
-	}
-	files, err := locksmith.ReadEnvFiles(f.configFiles...)
+	files, err := readConfigFiles(fs)
 	if err != nil {
 		return ExitError{Code: 2, Err: err}
 	}
