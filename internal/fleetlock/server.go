@@ -89,7 +89,7 @@ type Config struct {
 type Server struct {
 	cfg      Config
 	log      *slog.Logger
-	mux      *http.ServeMux
+	routes   map[string]http.Handler // by exact path
 	requests *prometheus.CounterVec
 }
 
@@ -113,9 +113,9 @@ func New(cfg Config) (*Server, error) {
 		reg = prometheus.NewRegistry()
 	}
 	s := &Server{
-		cfg: cfg,
-		log: log.With("component", "fleetlock"),
-		mux: http.NewServeMux(),
+		cfg:    cfg,
+		log:    log.With("component", "fleetlock"),
+		routes: map[string]http.Handler{},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cairn_fleetlock_requests_total",
 			Help: "FleetLock requests served, by path and HTTP status code.",
@@ -127,17 +127,22 @@ func New(cfg Config) (*Server, error) {
 	if err := reg.Register(locksmith.NewCollector(cfg.KV, cfg.Timeout, s.log)); err != nil {
 		return nil, err
 	}
-	s.mux.Handle(PreRebootPath, s.protocol(PreRebootPath, s.preReboot))
-	s.mux.Handle(SteadyStatePath, s.protocol(SteadyStatePath, s.steadyState))
-	s.mux.Handle(MetricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, &httpError{http.StatusNotFound, "not_found", "no such endpoint: " + r.URL.Path})
-	})
+	s.routes[PreRebootPath] = s.protocol(PreRebootPath, s.preReboot)
+	s.routes[SteadyStatePath] = s.protocol(SteadyStatePath, s.steadyState)
+	s.routes[MetricsPath] = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	return s, nil
 }
 
-// ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP implements http.Handler. Paths must match exactly: unlike
+// http.ServeMux, which answers "//v1/pre-reboot" with a redirect and an
+// HTML body, every other path gets the protocol's JSON 404.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h, ok := s.routes[r.URL.Path]; ok {
+		h.ServeHTTP(w, r)
+		return
+	}
+	writeError(w, &httpError{http.StatusNotFound, "not_found", "no such endpoint: " + r.URL.Path})
+}
 
 // httpError is an answer other than 200: the status and the protocol's
 // {"kind","value"} body.

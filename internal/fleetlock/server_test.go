@@ -107,7 +107,11 @@ func ok(name, path, body string) exchange {
 }
 
 func bad(name string, header *string, body string, code int, answer string) exchange {
-	return exchange{name: name, path: fleetlock.PreRebootPath, header: header, body: body, code: code, ctype: jsonType, answer: answer + "\n"}
+	return badAt(name, fleetlock.PreRebootPath, header, body, code, answer)
+}
+
+func badAt(name, path string, header *string, body string, code int, answer string) exchange {
+	return exchange{name: name, path: path, header: header, body: body, code: code, ctype: jsonType, answer: answer + "\n"}
 }
 
 func TestExchanges(t *testing.T) {
@@ -178,6 +182,35 @@ func TestExchanges(t *testing.T) {
 					answer: `{"kind":"method_not_allowed","value":"method PUT not allowed: use POST"}` + "\n"},
 				{name: "unknown path", path: "/v2/pre-reboot", header: yes, body: params("a", "workers"), code: 404, ctype: jsonType,
 					answer: `{"kind":"not_found","value":"no such endpoint: /v2/pre-reboot"}` + "\n"},
+				{name: "a path that is not clean", path: "//v1/pre-reboot", header: yes, body: params("a", "workers"), code: 404, ctype: jsonType,
+					answer: `{"kind":"not_found","value":"no such endpoint: //v1/pre-reboot"}` + "\n"},
+				{name: "a dot in the path", path: "/v1/./steady-state", header: yes, body: params("a", "workers"), code: 404, ctype: jsonType,
+					answer: `{"kind":"not_found","value":"no such endpoint: /v1/./steady-state"}` + "\n"},
+				{name: "a trailing slash", path: "/v1/pre-reboot/", header: yes, body: params("a", "workers"), code: 404, ctype: jsonType,
+					answer: `{"kind":"not_found","value":"no such endpoint: /v1/pre-reboot/"}` + "\n"},
+
+				// steady-state checks its requests as pre-reboot does.
+				badAt("steady-state: missing header", steady, nil, params("a", "workers"), 400,
+					`{"kind":"missing_header","value":"missing \"fleet-lock-protocol: true\" header"}`),
+				badAt("steady-state: header false", steady, ptr("false"), params("a", "workers"), 400,
+					`{"kind":"invalid_header","value":"\"fleet-lock-protocol\" header is \"false\", want \"true\""}`),
+				badAt("steady-state: empty body", steady, yes, "", 400, `{"kind":"decode_error","value":"empty body"}`),
+				badAt("steady-state: bad JSON", steady, yes, `{"client_params":{"id":"a",}}`, 400,
+					`{"kind":"decode_error","value":"invalid JSON body at byte 28: invalid character '}' looking for beginning of object key string"}`),
+				badAt("steady-state: no client_params", steady, yes, `{"id":"a","group":"workers"}`, 400,
+					`{"kind":"decode_error","value":"body has no \"client_params\" object"}`),
+				badAt("steady-state: a number group", steady, yes, `{"client_params":{"id":"a","group":1}}`, 400,
+					`{"kind":"decode_error","value":"invalid JSON body: \"client_params.group\" is a number, want a string"}`),
+				badAt("steady-state: empty id", steady, yes, params("", "workers"), 400,
+					`{"kind":"invalid_client_identity","value":"empty client id"}`),
+				badAt("steady-state: empty group", steady, yes, params("a", ""), 400,
+					`{"kind":"invalid_client_identity","value":"empty client group"}`),
+				badAt("steady-state: bad group", steady, yes, params("a", "workers/x"), 400,
+					`{"kind":"invalid_client_identity","value":"invalid client group \"workers/x\": must match ^[a-zA-Z0-9.-]+$"}`),
+				badAt("steady-state: body too large", steady, yes, `{"client_params":{"id":"a","group":"workers","pad":"`+strings.Repeat("x", 70000)+`"}}`, 400,
+					`{"kind":"decode_error","value":"body longer than 65536 bytes"}`),
+				{name: "steady-state: GET", method: http.MethodGet, path: steady, header: yes, code: 405, ctype: jsonType, allowed: "POST",
+					answer: `{"kind":"method_not_allowed","value":"method GET not allowed: use POST"}` + "\n"},
 			} {
 				x.run(t, base)
 			}
