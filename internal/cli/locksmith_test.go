@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -266,9 +268,31 @@ func TestLocksmithdSettings(t *testing.T) {
 	// From the files alone (the endpoint there is wrong on purpose: the
 	// environment fixes it below).
 	t.Setenv("LOCKSMITHD_ENDPOINT", m.ClientURL())
-	logs, stop := startDaemon(t, base...)
+	if r := runCairn(t, "", "locksmith", "--endpoints", m.ClientURL(), "--group", "from-file", "set-max", "3"); r.code != 0 {
+		t.Fatal(r)
+	}
+	logs, stop := startDaemon(t, append(base, "--metrics-addr", "127.0.0.1:0")...)
 	waitLog(t, logs, "msg=starting")
 	waitLog(t, logs, "msg=\"no reboot needed\"")
+	// --metrics-addr serves the semaphores' metrics, read from the store.
+	addr := regexp.MustCompile(`msg="serving metrics" addr=(\S+)`).FindStringSubmatch(logs.String())
+	if addr == nil {
+		t.Fatalf("no metrics address in the log:\n%s", logs)
+	}
+	resp, err := http.Get("http://" + addr[1] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
+	}
+	for _, line := range []string{`cairn_locksmith_store_up 1`, `cairn_locksmith_slots{group="from-file"} 3`, `cairn_locksmith_holders{group="from-file"} 0`} {
+		if !strings.Contains(string(body), "\n"+line+"\n") {
+			t.Errorf("metrics lack %q:\n%s", line, body)
+		}
+	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
