@@ -208,7 +208,8 @@ func TestLocksmithdRollingReboot(t *testing.T) {
 
 // TestLocksmithdDeadHolder: a node that takes the lock and never comes back
 // from its reboot frees its slot once its lease's TTL has passed, and the
-// next node reboots.
+// next node reboots; one whose slot is bound to no lease (--lock-ttl 0, as
+// in locksmith) keeps it, at least as long, until it is unlocked by hand.
 func TestLocksmithdDeadHolder(t *testing.T) {
 	c := framework.StartCluster(t, 3, framework.Config{})
 	eps := strings.Join(c.Endpoints(), ",")
@@ -217,36 +218,44 @@ func TestLocksmithdDeadHolder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	newNode := func(id, ttl string) *lsNode {
+	newNode := func(id, group, ttl string) *lsNode {
 		n := &lsNode{t: t, bin: bin, id: id, dir: t.TempDir()}
 		n.write("boot_id", "boot-0\n")
 		n.write("reboot-required", "")
-		n.args = []string{"locksmithd", "--config=", "--strategy", "etcd-lock", "--endpoints", eps, "--group", "dead",
+		n.args = []string{"locksmithd", "--config=", "--strategy", "etcd-lock", "--endpoints", eps, "--group", group,
 			"--id", id, "--state-dir", n.path("state"), "--sentinel", n.path("reboot-required"), "--boot-id-file", n.path("boot_id"),
 			"--reboot-command", "echo " + id + " >> " + n.path("calls"),
 			"--check-interval", "100ms", "--lock-retry-min", "100ms", "--lock-retry-max", "500ms", "--lock-ttl", ttl}
 		return n
 	}
-	dies := newNode("dies", "3s")
-	dies.boot()
-	poll(t, time.Minute, "the first node's reboot call", func() error {
-		if dies.read("calls") == "" {
-			return fmt.Errorf("no call yet")
+	rebooted := func(n *lsNode, group string) func() error {
+		return func() error {
+			if n.read("calls") == "" {
+				return fmt.Errorf("no call yet; status %s", lsStatus(ctx, cli, group))
+			}
+			return nil
 		}
-		return nil
+	}
+	dies := newNode("dies", "dead", "3s")
+	stays := newNode("stays", "kept", "0")
+	dies.boot()
+	stays.boot()
+	poll(t, time.Minute, "the first nodes' reboot calls", func() error {
+		if err := rebooted(dies, "dead")(); err != nil {
+			return err
+		}
+		return rebooted(stays, "kept")()
 	})
-	// It never comes back.
+	// They never come back.
 	dies.procs[0].kill()
+	stays.procs[0].kill()
 	killed := time.Now()
 
-	next := newNode("next", "30s")
+	next := newNode("next", "dead", "30s")
+	waits := newNode("waits", "kept", "30s")
 	next.boot()
-	poll(t, time.Minute, "the second node's reboot call", func() error {
-		if next.read("calls") == "" {
-			return fmt.Errorf("no call yet; status %s", lsStatus(ctx, cli, "dead"))
-		}
-		return nil
-	})
+	waits.boot()
+	poll(t, time.Minute, "the second node's reboot call", rebooted(next, "dead"))
 	if waited := time.Since(killed); waited < 2*time.Second {
 		t.Fatalf("the slot freed %v after the holder died, before its 3s TTL", waited)
 	}
@@ -254,6 +263,20 @@ func TestLocksmithdDeadHolder(t *testing.T) {
 	if err != nil || !strings.HasPrefix(out, "Available: 0\nMax: 1\n\nMACHINE ID\nnext\tlease=") {
 		t.Fatalf("status: %v\n%s", err, out)
 	}
+
+	// The holder bound to no lease died as long ago, and still holds.
+	out, _, err = framework.Cairn(t, "locksmith", "--endpoints", eps, "--group", "kept", "status")
+	if err != nil || out != "Available: 0\nMax: 1\n\nMACHINE ID\nstays\n" {
+		t.Fatalf("status of the group whose holder has no lease: %v\n%s", err, out)
+	}
+	if waits.read("calls") != "" || !strings.Contains(waits.currentLog(), "waiting for a free slot") {
+		t.Fatalf("the node behind a dead holder without a lease did not wait:\n%s", waits.currentLog())
+	}
+	// locksmith's remedy: unlock it by hand.
+	if out, stderr, err := framework.Cairn(t, "locksmith", "--endpoints", eps, "--group", "kept", "unlock", "stays"); err != nil {
+		t.Fatalf("unlock: %v %s %s", err, out, stderr)
+	}
+	poll(t, time.Minute, "the reboot after the unlock", rebooted(waits, "kept"))
 }
 
 // TestFleetlockCommand runs "cairn fleetlock" as a process against a
