@@ -125,7 +125,7 @@ to. To hold reboots back, lock under an id no node uses, or set-max 0.`,
 					if lease != 0 {
 						cli.Revoke(ctx, lease)
 					}
-					return fmt.Errorf("locking: %w", err)
+					return ctlFailure(s, "Error locking:", err)
 				}
 				return nil
 			})
@@ -144,7 +144,7 @@ to. To hold reboots back, lock under an id no node uses, or set-max 0.`,
 			}
 			return c.run(cmd, s, func(ctx context.Context, cli *clientv3.Client) error {
 				if err := locksmith.NewSemaphore(cli, c.group).Unlock(ctx, id); err != nil {
-					return fmt.Errorf("unlocking: %w", err)
+					return ctlFailure(s, "Error unlocking:", err)
 				}
 				return nil
 			})
@@ -248,9 +248,20 @@ func (c *locksmithCtl) run(cmd *cobra.Command, s streams, fn func(context.Contex
 	ctx, cancel := context.WithTimeout(cmd.Context(), c.g.commandTimeout)
 	defer cancel()
 	if err := fn(ctx, cli); err != nil {
+		var exit ExitError
+		if errors.As(err, &exit) {
+			return err
+		}
 		return ExitError{Code: 1, Err: err}
 	}
 	return nil
+}
+
+// ctlFailure prints err after prefix on stderr, as locksmithctl printed
+// its errors ("Error locking: semaphore is at 0"), and exits 1.
+func ctlFailure(s streams, prefix string, err error) error {
+	fmt.Fprintln(s.err, prefix, err)
+	return ExitError{Code: 1}
 }
 
 // printStatus prints a group's semaphore as locksmithctl status did, with
