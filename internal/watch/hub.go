@@ -10,10 +10,19 @@
 // storage by the hub's own goroutine, a bounded slice of history at a time,
 // and join the synced set once they have everything. So a slow watcher never
 // slows writes or other watchers; it only reads its own backlog from disk.
+//
+// Catch-up never moves a watcher backwards: each round sorts the unsynced
+// watchers by the revision they need next and reads history in windows from
+// the lowest, each window serving the watchers whose next revision falls in
+// it, so watchers far apart do not hold each other back. A watcher whose
+// stream is full is left out of the round altogether (its client is not
+// reading; reading history for it would be wasted) and tried again on the
+// next tick.
 package watch
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"log/slog"
 	"slices"
@@ -63,7 +72,8 @@ type Config struct {
 	// watchers fall back to catching up from storage. Default 128.
 	StreamBuffer int
 	// SyncInterval is how often unsynced watchers are caught up at the
-	// latest. Default 100ms.
+	// latest, and how long a watcher whose stream was full waits before it
+	// is tried again. Default 100ms.
 	SyncInterval time.Duration
 	// SyncBatch bounds the changes read from storage per catch-up round.
 	// Default 1000.
@@ -79,8 +89,9 @@ type Hub struct {
 
 	mu       sync.Mutex
 	rev      int64 // newest revision dispatched
+	gen      int64 // bumped by Reset: history read before it is stale
 	byKey    map[string]map[*watcher]struct{}
-	byRange  map[rangeKey]map[*watcher]struct{}
+	byRange  rangeIndex
 	unsynced map[*watcher]struct{}
 	streams  map[*Stream]struct{}
 
@@ -88,8 +99,6 @@ type Hub struct {
 	stopc chan struct{}
 	donec chan struct{}
 }
-
-type rangeKey struct{ key, end string }
 
 type watcher struct {
 	id       int64
@@ -148,6 +157,13 @@ func (w *watcher) wants(ev *mvccpb.Event) bool {
 
 // New starts a hub.
 func New(cfg Config) *Hub {
+	h := initHub(cfg)
+	go h.syncLoop()
+	return h
+}
+
+// initHub returns a hub without its catch-up goroutine.
+func initHub(cfg Config) *Hub {
 	if cfg.StreamBuffer <= 0 {
 		cfg.StreamBuffer = 128
 	}
@@ -165,14 +181,13 @@ func New(cfg Config) *Hub {
 		lg:       cfg.Logger.With("component", "watch"),
 		rev:      cfg.Source.Rev(),
 		byKey:    map[string]map[*watcher]struct{}{},
-		byRange:  map[rangeKey]map[*watcher]struct{}{},
+		byRange:  newRangeIndex(),
 		unsynced: map[*watcher]struct{}{},
 		streams:  map[*Stream]struct{}{},
 		syncc:    make(chan struct{}, 1),
 		stopc:    make(chan struct{}),
 		donec:    make(chan struct{}),
 	}
-	go h.syncLoop()
 	return h
 }
 
@@ -218,7 +233,7 @@ func (h *Hub) Notify(changes []mvcc.Change) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.rev = rev
-	if len(h.byKey) == 0 && len(h.byRange) == 0 {
+	if len(h.byKey) == 0 && h.byRange.len() == 0 {
 		return
 	}
 	events := make([]mvccpb.Event, len(changes))
@@ -264,15 +279,21 @@ func (h *Hub) Notify(changes []mvcc.Change) {
 			}
 		}
 	}
-	for rk, set := range h.byRange {
-		var idx []int
+	if h.byRange.len() > 0 {
+		// The events of each watched range that holds one, in order.
+		var perRange map[*rangeNode][]int
+		var hits []*rangeNode
 		for i := range events {
-			if inRange(events[i].Kv.Key, rk) {
-				idx = append(idx, i)
+			hits = h.byRange.stab(string(events[i].Kv.Key), hits[:0])
+			for _, n := range hits {
+				if perRange == nil {
+					perRange = map[*rangeNode][]int{}
+				}
+				perRange[n] = append(perRange[n], i)
 			}
 		}
-		if len(idx) > 0 {
-			deliver(set, idx)
+		for n, idx := range perRange {
+			deliver(n.watchers, idx)
 		}
 	}
 	for _, d := range out {
@@ -286,13 +307,6 @@ func (h *Hub) Notify(changes []mvcc.Change) {
 	}
 }
 
-func inRange(key []byte, rk rangeKey) bool {
-	if bytes.Compare(key, []byte(rk.key)) < 0 {
-		return false
-	}
-	return len(rk.end) == 0 || bytes.Compare(key, []byte(rk.end)) < 0
-}
-
 func toEvent(c *mvcc.Change) mvccpb.Event {
 	kv := c.KV
 	if c.Delete {
@@ -301,9 +315,12 @@ func toEvent(c *mvcc.Change) mvccpb.Event {
 	return mvccpb.Event{Type: mvccpb.PUT, Kv: &kv}
 }
 
+func (w *watcher) rangeKey() rangeKey { return rangeKey{string(w.key), string(w.end)} }
+
+// indexLocked makes w synced: Notify delivers to it from now on.
 func (h *Hub) indexLocked(w *watcher) {
+	h.leaveUnsyncedLocked(w)
 	w.synced = true
-	delete(h.unsynced, w)
 	if w.end == nil {
 		set := h.byKey[string(w.key)]
 		if set == nil {
@@ -313,18 +330,13 @@ func (h *Hub) indexLocked(w *watcher) {
 		set[w] = struct{}{}
 		return
 	}
-	rk := rangeKey{string(w.key), string(w.end)}
-	set := h.byRange[rk]
-	if set == nil {
-		set = map[*watcher]struct{}{}
-		h.byRange[rk] = set
-	}
-	set[w] = struct{}{}
+	h.byRange.add(w.rangeKey(), w)
 }
 
+// unindexLocked takes w out of the hub, synced or not.
 func (h *Hub) unindexLocked(w *watcher) {
 	if !w.synced {
-		delete(h.unsynced, w)
+		h.leaveUnsyncedLocked(w)
 		return
 	}
 	w.synced = false
@@ -337,20 +349,29 @@ func (h *Hub) unindexLocked(w *watcher) {
 		}
 		return
 	}
-	rk := rangeKey{string(w.key), string(w.end)}
-	if set := h.byRange[rk]; set != nil {
-		delete(set, w)
-		if len(set) == 0 {
-			delete(h.byRange, rk)
-		}
-	}
+	h.byRange.remove(w.rangeKey(), w)
 }
 
+// unsyncLocked moves w to catching up from storage, from revision from on.
 func (h *Hub) unsyncLocked(w *watcher, from int64) {
 	h.unindexLocked(w)
 	w.nextRev = from
-	h.unsynced[w] = struct{}{}
+	h.joinUnsyncedLocked(w)
 	h.kick()
+}
+
+func (h *Hub) joinUnsyncedLocked(w *watcher) {
+	if _, ok := h.unsynced[w]; !ok {
+		h.unsynced[w] = struct{}{}
+		metricSlowWatchers.Inc()
+	}
+}
+
+func (h *Hub) leaveUnsyncedLocked(w *watcher) {
+	if _, ok := h.unsynced[w]; ok {
+		delete(h.unsynced, w)
+		metricSlowWatchers.Dec()
+	}
 }
 
 // syncLoop catches unsynced watchers up from storage.
@@ -375,23 +396,35 @@ func (h *Hub) syncLoop() {
 	}
 }
 
+// catchUp is an unsynced watcher taken into a catch-up round, with the
+// revision it needed next when the round began.
+type catchUp struct {
+	w    *watcher
+	from int64
+}
+
 // syncOnce runs one catch-up round and reports whether another round has
-// work right away.
+// work right away: whether some watcher advanced and some are still behind.
+// A round that advanced nobody (every stream behind is full) returns false,
+// so the loop waits for the next tick instead of spinning.
 func (h *Hub) syncOnce() bool {
 	h.mu.Lock()
 	if len(h.unsynced) == 0 {
 		h.mu.Unlock()
 		return false
 	}
-	target := h.rev
+	gen, target := h.gen, h.rev
 	compactRev := h.cfg.Source.CompactRev()
-	ws := make([]*watcher, 0, len(h.unsynced))
-	minRev := int64(-1)
+	ws := make([]catchUp, 0, len(h.unsynced))
 	for w := range h.unsynced {
 		switch {
 		case w.nextRev > target:
 			// Nothing to read for it: it has everything up to now.
 			h.indexLocked(w)
+		case w.stream.fullLocked():
+			// Its client is not reading. Reading history for it now would
+			// be wasted, and its revision must not hold back the window
+			// the others read: try again next round.
 		case w.nextRev < compactRev:
 			// Its history is gone: tell it, and drop it once told.
 			// As in etcd, a compaction notice carries no revision.
@@ -403,22 +436,48 @@ func (h *Hub) syncOnce() bool {
 				w.gone = true
 			}
 		default:
-			ws = append(ws, w)
-			if minRev < 0 || w.nextRev < minRev {
-				minRev = w.nextRev
-			}
+			ws = append(ws, catchUp{w, w.nextRev})
 		}
 	}
 	h.mu.Unlock()
-	if len(ws) == 0 {
-		return false
-	}
 
-	// Read history from minRev, stopping at a revision boundary once the
-	// batch is full so that a revision's events are never split.
-	var changes []mvcc.Change
-	upTo := target
-	err := h.cfg.Source.History(minRev, target, func(c mvcc.Change) bool {
+	// Read history in windows from the lowest revision needed. Each window
+	// serves the watchers whose next revision falls in it; the rest, further
+	// ahead, get the next window, which starts at the lowest of theirs.
+	slices.SortFunc(ws, func(a, b catchUp) int { return cmp.Compare(a.from, b.from) })
+	advanced := false
+	for len(ws) > 0 {
+		from := ws[0].from
+		changes, upTo, err := h.readHistory(from, target)
+		if errors.Is(err, mvcc.ErrCompacted) {
+			// Compacted since the round began: the next round tells the
+			// watchers concerned.
+			return true
+		}
+		if err != nil {
+			h.lg.Error("reading history for watchers", "from", from, "to", target, "err", err)
+			return false
+		}
+		n, _ := slices.BinarySearchFunc(ws, upTo+1, func(c catchUp, rev int64) int { return cmp.Compare(c.from, rev) })
+		ok, adv := h.deliverHistory(gen, target, upTo, changes, ws[:n])
+		if !ok {
+			return true // the store was replaced meanwhile: start again
+		}
+		advanced = advanced || adv
+		ws = ws[n:]
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return advanced && len(h.unsynced) > 0
+}
+
+// readHistory reads the changes from revision from on, up to target and at
+// most about SyncBatch of them: once the batch is full it stops at a
+// revision boundary, so that a revision's events are never split. upTo is
+// the last revision the changes cover.
+func (h *Hub) readHistory(from, target int64) (changes []mvcc.Change, upTo int64, err error) {
+	upTo = target
+	err = h.cfg.Source.History(from, target, func(c mvcc.Change) bool {
 		if len(changes) >= h.cfg.SyncBatch && c.KV.ModRevision != changes[len(changes)-1].KV.ModRevision {
 			upTo = changes[len(changes)-1].KV.ModRevision
 			return false
@@ -426,18 +485,20 @@ func (h *Hub) syncOnce() bool {
 		changes = append(changes, c)
 		return true
 	})
-	if errors.Is(err, mvcc.ErrCompacted) {
-		// Compacted since we looked: the next round sorts it out.
-		return true
-	}
-	if err != nil {
-		h.lg.Error("reading history for watchers", "from", minRev, "to", target, "err", err)
-		return false
-	}
+	return changes, upTo, err
+}
 
-	// Most watchers watch one key: index the changes by key once, so that
-	// each looks at its own key's changes only, and watchers of one key
-	// that need the same events share one slice of them (read-only).
+// deliverHistory sends each watcher of batch its events among changes, the
+// history up to revision upTo from the lowest revision they need, and moves
+// it past upTo; a watcher whose stream is full stays where it is. It reports
+// false if the store was replaced since the round began (the changes may
+// be stale), and whether any watcher advanced.
+func (h *Hub) deliverHistory(gen, target, upTo int64, changes []mvcc.Change, batch []catchUp) (ok, advanced bool) {
+	// Pick each watcher's events before taking the lock; the apply loop
+	// waits for it. Most watchers watch one key: index the changes by key
+	// once, so that each looks at its own key's changes only, and watchers
+	// of one key that need the same events share one slice of them
+	// (read-only).
 	byKey := map[string][]int{}
 	for i := range changes {
 		k := string(changes[i].KV.Key)
@@ -449,58 +510,65 @@ func (h *Hub) syncOnce() bool {
 		noPut, noDel bool
 	}
 	shared := map[batchKey][]mvccpb.Event{}
-	collect := func(w *watcher, idx func(yield func(int) bool)) []mvccpb.Event {
+	collect := func(c catchUp, idx func(yield func(int) bool)) []mvccpb.Event {
 		var evs []mvccpb.Event
 		for i := range idx {
-			c := &changes[i]
-			if c.KV.ModRevision < w.nextRev || c.KV.ModRevision > upTo || !w.matches(c.KV.Key) {
+			ch := &changes[i]
+			if ch.KV.ModRevision < c.from || !c.w.matches(ch.KV.Key) {
 				continue
 			}
-			ev := toEvent(c)
-			if w.wants(&ev) {
+			ev := toEvent(ch)
+			if c.w.wants(&ev) {
 				evs = append(evs, ev)
 			}
 		}
 		return evs
 	}
+	evs := make([][]mvccpb.Event, len(batch))
+	for i, c := range batch {
+		w := c.w
+		if w.end == nil {
+			bk := batchKey{string(w.key), c.from, w.noPut, w.noDel}
+			var ok bool
+			if evs[i], ok = shared[bk]; !ok {
+				evs[i] = collect(c, slices.Values(byKey[bk.key]))
+				shared[bk] = evs[i]
+			}
+			continue
+		}
+		evs[i] = collect(c, func(yield func(int) bool) {
+			for i := range changes {
+				if !yield(i) {
+					return
+				}
+			}
+		})
+	}
 
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	more := false
-	for _, w := range ws {
-		if w.gone || w.synced {
-			continue
-		}
-		var evs []mvccpb.Event
-		if w.end == nil {
-			bk := batchKey{string(w.key), w.nextRev, w.noPut, w.noDel}
-			var ok bool
-			if evs, ok = shared[bk]; !ok {
-				evs = collect(w, slices.Values(byKey[bk.key]))
-				shared[bk] = evs
-			}
-		} else {
-			evs = collect(w, func(yield func(int) bool) {
-				for i := range changes {
-					if !yield(i) {
-						return
-					}
-				}
-			})
+	if h.gen != gen {
+		return false, false
+	}
+	for i, c := range batch {
+		w := c.w
+		if _, behind := h.unsynced[w]; !behind || w.nextRev != c.from {
+			continue // canceled, or dropped for compaction, meanwhile
 		}
 		// Each catch-up response carries the revision the hub was at when
 		// the round began, as etcd's do.
-		if len(evs) > 0 && !w.stream.trySend(Response{WatchID: w.id, Events: evs, Revision: target}) {
-			continue // still full: try again next round
+		if len(evs[i]) > 0 && !w.stream.trySend(Response{WatchID: w.id, Events: evs[i], Revision: target}) {
+			continue // full now: it stays where it is
 		}
 		w.nextRev = upTo + 1
+		advanced = true
+		// Holding h.mu, no Notify runs: if the watcher has everything up
+		// to h.rev, the next Notify brings it the revisions after, once.
 		if w.nextRev > h.rev {
 			h.indexLocked(w)
-		} else {
-			more = true
 		}
 	}
-	return more
+	return true, advanced
 }
 
 // Reset follows the store after its content was replaced (a snapshot from
@@ -510,11 +578,12 @@ func (h *Hub) Reset() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.rev = h.cfg.Source.Rev()
+	h.gen++
 	for s := range h.streams {
 		for _, w := range s.watchers {
 			if w.synced {
 				h.unindexLocked(w)
-				h.unsynced[w] = struct{}{}
+				h.joinUnsyncedLocked(w)
 			}
 		}
 	}

@@ -19,6 +19,9 @@ type fakeStore struct {
 	rev     int64
 	compact int64
 	history []mvcc.Change
+	reads   int // History calls
+	// If set, called (without mu) before and after each History read.
+	beforeRead, afterRead func()
 }
 
 func newFakeStore() *fakeStore { return &fakeStore{rev: 1} }
@@ -36,6 +39,16 @@ func (f *fakeStore) CompactRev() int64 {
 }
 
 func (f *fakeStore) History(from, to int64, fn func(mvcc.Change) bool) error {
+	f.mu.Lock()
+	f.reads++
+	before, after := f.beforeRead, f.afterRead
+	f.mu.Unlock()
+	if before != nil {
+		before()
+	}
+	if after != nil {
+		defer after()
+	}
 	f.mu.Lock()
 	hist := append([]mvcc.Change(nil), f.history...)
 	compact := f.compact
@@ -71,6 +84,18 @@ func (f *fakeStore) write(kvs ...string) []mvcc.Change {
 	}
 	f.history = append(f.history, out...)
 	return out
+}
+
+func (f *fakeStore) historyReads() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reads
+}
+
+func (f *fakeStore) compactAt(rev int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.compact = rev
 }
 
 func newHub(t *testing.T, src *fakeStore, buf int) *Hub {

@@ -26,6 +26,7 @@ func (h *Hub) NewStream() *Stream {
 	h.mu.Lock()
 	h.streams[s] = struct{}{}
 	h.mu.Unlock()
+	metricStreams.Inc()
 	return s
 }
 
@@ -35,6 +36,11 @@ func (s *Stream) Chan() <-chan Response { return s.ch }
 
 // Done is closed when the stream is closed.
 func (s *Stream) Done() <-chan struct{} { return s.closedc }
+
+// fullLocked reports whether a send would fail now. Every send happens
+// under hub.mu, so while the caller holds it the answer can only go from
+// full to not full, as the reader takes responses.
+func (s *Stream) fullLocked() bool { return s.closed || len(s.ch) == cap(s.ch) }
 
 func (s *Stream) trySend(r Response) bool {
 	if s.closed {
@@ -95,6 +101,7 @@ func (s *Stream) Watch(o WatchOptions) (int64, int64, error) {
 		w.end = append([]byte{}, o.End...)
 	}
 	s.watchers[id] = w
+	metricWatchers.Inc()
 	switch {
 	case o.StartRev <= 0:
 		w.nextRev = h.rev + 1
@@ -105,7 +112,7 @@ func (s *Stream) Watch(o WatchOptions) (int64, int64, error) {
 		h.indexLocked(w)
 	default:
 		w.nextRev = o.StartRev
-		h.unsynced[w] = struct{}{}
+		h.joinUnsyncedLocked(w)
 		h.kick()
 	}
 	return id, h.rev, nil
@@ -128,6 +135,7 @@ func (s *Stream) dropLocked(w *watcher) {
 	s.hub.unindexLocked(w)
 	w.gone = true
 	delete(s.watchers, w.id)
+	metricWatchers.Dec()
 }
 
 // RequestProgress queues a progress notification for the whole stream (watch
@@ -188,4 +196,5 @@ func (s *Stream) shutdown() {
 	}
 	s.closed = true
 	close(s.closedc)
+	metricStreams.Dec()
 }
