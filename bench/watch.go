@@ -307,3 +307,64 @@ func percentile(sorted []int64, p float64) int64 {
 	i := int(float64(len(sorted))*p+0.5) - 1
 	return sorted[min(max(i, 0), len(sorted)-1)]
 }
+
+// Watchers of the memory workload, as in a full run.
+const (
+	memWatchers      = 10_000
+	memWatchersQuick = 500
+	memStreams       = 5
+)
+
+// runWatchMemory opens memWatchers watchers on one member, each on a prefix
+// of its own, over memStreams watch streams of one connection, and reports
+// how much the member's resident set grew from before the first to after
+// the last was created.
+func runWatchMemory(ctx context.Context, r *runner, d *deployment) (values, error) {
+	n := r.scale(memWatchers, memWatchersQuick)
+	m := d.members[0]
+	before, err := procStatusBytes(m.pid(), "VmRSS")
+	if err != nil {
+		return nil, err
+	}
+	cli, err := newClient([]string{m.endpoint()})
+	if err != nil {
+		return nil, err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	streams := make([]clientv3.Watcher, memStreams)
+	for i := range streams {
+		streams[i] = clientv3.NewWatcher(cli)
+		defer streams[i].Close()
+	}
+	start := time.Now()
+	var created sync.WaitGroup
+	var failed atomic.Pointer[error]
+	for i := range n {
+		wch := streams[i%memStreams].Watch(ctx, fmt.Sprintf("bench/watch-mem/%05d/", i), clientv3.WithPrefix(), clientv3.WithCreatedNotify())
+		created.Go(func() {
+			wr, ok := <-wch
+			switch {
+			case !ok:
+				err := fmt.Errorf("watcher %d closed before it was created", i)
+				failed.CompareAndSwap(nil, &err)
+			case wr.Err() != nil:
+				err := fmt.Errorf("watcher %d: %w", i, wr.Err())
+				failed.CompareAndSwap(nil, &err)
+			}
+		})
+	}
+	if err := waitGroup(ctx, &created, 5*time.Minute); err != nil {
+		return nil, fmt.Errorf("opening %d watchers: %w", n, err)
+	}
+	if p := failed.Load(); p != nil {
+		return nil, *p
+	}
+	r.logf("opened %d watchers on %s in %v", n, d.system, time.Since(start).Round(time.Millisecond))
+	after, err := procStatusBytes(m.pid(), "VmRSS")
+	if err != nil {
+		return nil, err
+	}
+	return values{"watch_rss": float64(after-before) / mib}, nil
+}

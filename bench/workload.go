@@ -173,6 +173,15 @@ func workloads(quick bool) []*workload {
 		},
 		run: runDisk,
 	})
+	nMem := countName(scale(quick, memWatchers, memWatchersQuick))
+	ws = append(ws, &workload{
+		id:    "watch-memory",
+		title: nMem + " watchers on distinct prefixes, " + strconv.Itoa(memStreams) + " streams",
+		metrics: []metric{
+			{"watch_rss", "RSS growth for " + nMem + " watchers on distinct prefixes", "MiB"},
+		},
+		run: runWatchMemory,
+	})
 	return ws
 }
 
