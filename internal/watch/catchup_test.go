@@ -81,7 +81,7 @@ func runRounds(t *testing.T, h *Hub, between func()) {
 		if i == 1000 {
 			t.Fatal("catch-up still reports more work after 1000 rounds")
 		}
-		more := h.syncOnce()
+		more, _ := h.syncOnce()
 		between()
 		if !more {
 			return
@@ -137,8 +137,8 @@ func TestCatchUpKeepsWatchersApart(t *testing.T) {
 	// has nothing to do, reads nothing and says so.
 	reads := src.historyReads()
 	for range 3 {
-		if h.syncOnce() {
-			t.Fatal("a round with only a full stream behind reports more work")
+		if more, full := h.syncOnce(); more || !full {
+			t.Fatalf("a round with only a full stream behind: more work %v, full streams %v; want false, true", more, full)
 		}
 	}
 	if n := src.historyReads() - reads; n != 0 {
@@ -163,6 +163,9 @@ func TestCatchUpKeepsWatchersApart(t *testing.T) {
 	}
 	if !isSynced(h, stalledS, stalled.id) {
 		t.Fatal("the stalled watcher caught up but is not synced")
+	}
+	if more, full := h.syncOnce(); more || full {
+		t.Fatalf("a round with every watcher synced: more work %v, full streams %v", more, full)
 	}
 	h.Notify(src.write("k", "last")) // rev 103
 	for _, c := range []struct {
@@ -213,6 +216,35 @@ func TestStalledWatcherDoesNotHoldBackNewOne(t *testing.T) {
 	}
 	noResponse(t, newS)
 	noResponse(t, stalledS)
+}
+
+// TestBurstLargerThanStream: one put for more watchers of one stream than
+// the stream holds. The first ones get it directly, the rest once the
+// reader has made room, each exactly once.
+func TestBurstLargerThanStream(t *testing.T) {
+	src := newFakeStore()
+	h := newHub(t, src, 4)
+	s := h.NewStream()
+	const n = 50
+	for range n {
+		mustWatchFrom(t, s, "k", 0)
+	}
+	h.Notify(src.write("k", "v")) // rev 2
+	got := map[int64]bool{}
+	for len(got) < n {
+		r := recv(t, s)
+		if got[r.WatchID] || evString(r.Events) != "PUT k@2;" {
+			t.Fatalf("watcher %d: %q (got it before: %v)", r.WatchID, evString(r.Events), got[r.WatchID])
+		}
+		got[r.WatchID] = true
+	}
+	h.Notify(src.write("k", "w")) // rev 3: the same again
+	for range n {
+		if r := recv(t, s); evString(r.Events) != "PUT k@3;" {
+			t.Fatalf("watcher %d: %q", r.WatchID, evString(r.Events))
+		}
+	}
+	noResponse(t, s)
 }
 
 // TestCatchUpCompactedMeanwhile: history is compacted while watchers catch
@@ -266,7 +298,7 @@ func TestCatchUpCompactedMeanwhile(t *testing.T) {
 		src.mu.Unlock()
 	}
 	src.mu.Unlock()
-	if !h.syncOnce() {
+	if more, _ := h.syncOnce(); !more {
 		t.Fatal("a round whose read found history compacted reports no more work")
 	}
 	noResponse(t, dS)

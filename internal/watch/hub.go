@@ -16,8 +16,7 @@
 // the lowest, each window serving the watchers whose next revision falls in
 // it, so watchers far apart do not hold each other back. A watcher whose
 // stream is full is left out of the round altogether (its client is not
-// reading; reading history for it would be wasted) and tried again on the
-// next tick.
+// reading; reading history for it would be wasted) and tried again shortly.
 package watch
 
 import (
@@ -72,8 +71,7 @@ type Config struct {
 	// watchers fall back to catching up from storage. Default 128.
 	StreamBuffer int
 	// SyncInterval is how often unsynced watchers are caught up at the
-	// latest, and how long a watcher whose stream was full waits before it
-	// is tried again. Default 100ms.
+	// latest. Default 100ms.
 	SyncInterval time.Duration
 	// SyncBatch bounds the changes read from storage per catch-up round.
 	// Default 1000.
@@ -374,10 +372,18 @@ func (h *Hub) leaveUnsyncedLocked(w *watcher) {
 	}
 }
 
+// fullRetry is how soon catch-up tries again (at the latest SyncInterval)
+// after a round left watchers out because their streams were full. A reader
+// that was only outrun by a burst (one put for more watchers than a stream
+// holds) has made room by then; one that stopped reading costs a look at
+// its watchers each time, not a read of history. etcd retries its blocked
+// watchers as often.
+const fullRetry = 10 * time.Millisecond
+
 // syncLoop catches unsynced watchers up from storage.
 func (h *Hub) syncLoop() {
 	defer close(h.donec)
-	t := time.NewTicker(h.cfg.SyncInterval)
+	t := time.NewTimer(h.cfg.SyncInterval)
 	defer t.Stop()
 	for {
 		select {
@@ -386,7 +392,16 @@ func (h *Hub) syncLoop() {
 		case <-h.syncc:
 		case <-t.C:
 		}
-		for h.syncOnce() {
+		for {
+			more, full := h.syncOnce()
+			if !more {
+				wait := h.cfg.SyncInterval
+				if full {
+					wait = min(wait, fullRetry)
+				}
+				t.Reset(wait)
+				break
+			}
 			select {
 			case <-h.stopc:
 				return
@@ -403,15 +418,16 @@ type catchUp struct {
 	from int64
 }
 
-// syncOnce runs one catch-up round and reports whether another round has
-// work right away: whether some watcher advanced and some are still behind.
-// A round that advanced nobody (every stream behind is full) returns false,
-// so the loop waits for the next tick instead of spinning.
-func (h *Hub) syncOnce() bool {
+// syncOnce runs one catch-up round. It reports whether another round has
+// work right away (more: some watcher advanced and some are still behind;
+// a round that advanced nobody returns false, so the loop waits instead of
+// spinning), and whether it left watchers behind because their streams
+// were full.
+func (h *Hub) syncOnce() (more, full bool) {
 	h.mu.Lock()
 	if len(h.unsynced) == 0 {
 		h.mu.Unlock()
-		return false
+		return false, false
 	}
 	gen, target := h.gen, h.rev
 	compactRev := h.cfg.Source.CompactRev()
@@ -425,6 +441,7 @@ func (h *Hub) syncOnce() bool {
 			// Its client is not reading. Reading history for it now would
 			// be wasted, and its revision must not hold back the window
 			// the others read: try again next round.
+			full = true
 		case w.nextRev < compactRev:
 			// Its history is gone: tell it, and drop it once told.
 			// As in etcd, a compaction notice carries no revision.
@@ -452,23 +469,23 @@ func (h *Hub) syncOnce() bool {
 		if errors.Is(err, mvcc.ErrCompacted) {
 			// Compacted since the round began: the next round tells the
 			// watchers concerned.
-			return true
+			return true, full
 		}
 		if err != nil {
 			h.lg.Error("reading history for watchers", "from", from, "to", target, "err", err)
-			return false
+			return false, full
 		}
 		n, _ := slices.BinarySearchFunc(ws, upTo+1, func(c catchUp, rev int64) int { return cmp.Compare(c.from, rev) })
-		ok, adv := h.deliverHistory(gen, target, upTo, changes, ws[:n])
+		ok, adv, blocked := h.deliverHistory(gen, target, upTo, changes, ws[:n])
 		if !ok {
-			return true // the store was replaced meanwhile: start again
+			return true, full // the store was replaced meanwhile: start again
 		}
-		advanced = advanced || adv
+		advanced, full = advanced || adv, full || blocked
 		ws = ws[n:]
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return advanced && len(h.unsynced) > 0
+	return advanced && len(h.unsynced) > 0, full
 }
 
 // readHistory reads the changes from revision from on, up to target and at
@@ -492,8 +509,9 @@ func (h *Hub) readHistory(from, target int64) (changes []mvcc.Change, upTo int64
 // history up to revision upTo from the lowest revision they need, and moves
 // it past upTo; a watcher whose stream is full stays where it is. It reports
 // false if the store was replaced since the round began (the changes may
-// be stale), and whether any watcher advanced.
-func (h *Hub) deliverHistory(gen, target, upTo int64, changes []mvcc.Change, batch []catchUp) (ok, advanced bool) {
+// be stale), whether any watcher advanced, and whether any stayed because
+// its stream was full.
+func (h *Hub) deliverHistory(gen, target, upTo int64, changes []mvcc.Change, batch []catchUp) (ok, advanced, full bool) {
 	// Pick each watcher's events before taking the lock; the apply loop
 	// waits for it. Most watchers watch one key: index the changes by key
 	// once, so that each looks at its own key's changes only, and watchers
@@ -548,7 +566,7 @@ func (h *Hub) deliverHistory(gen, target, upTo int64, changes []mvcc.Change, bat
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.gen != gen {
-		return false, false
+		return false, false, false
 	}
 	for i, c := range batch {
 		w := c.w
@@ -558,7 +576,8 @@ func (h *Hub) deliverHistory(gen, target, upTo int64, changes []mvcc.Change, bat
 		// Each catch-up response carries the revision the hub was at when
 		// the round began, as etcd's do.
 		if len(evs[i]) > 0 && !w.stream.trySend(Response{WatchID: w.id, Events: evs[i], Revision: target}) {
-			continue // full now: it stays where it is
+			full = true // it stays where it is
+			continue
 		}
 		w.nextRev = upTo + 1
 		advanced = true
@@ -568,7 +587,7 @@ func (h *Hub) deliverHistory(gen, target, upTo int64, changes []mvcc.Change, bat
 			h.indexLocked(w)
 		}
 	}
-	return true, advanced
+	return true, advanced, full
 }
 
 // Reset follows the store after its content was replaced (a snapshot from
