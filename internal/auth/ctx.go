@@ -16,6 +16,14 @@ type Credentials struct {
 	// none, or if the request came through the JSON gateway, whose
 	// connection carries the member's own certificate).
 	CommonName string
+	// BasicAuth is set when an HTTP request (the v2 API) had an
+	// Authorization header; Username and Password are its credentials.
+	// They take precedence over the certificate's CN, as in etcd.
+	BasicAuth          bool
+	Username, Password string
+	// Source is the client's IP address. Password checks are shared
+	// fairly between sources (see Store.CheckPassword).
+	Source string
 
 	// cache, when set, keeps the resolution for the rest of the request.
 	cache *resolved

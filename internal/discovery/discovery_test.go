@@ -28,14 +28,15 @@ type fakeServer struct {
 	store *v2store.Store
 }
 
-func (f *fakeServer) ClusterID() uint64            { return 1 }
-func (f *fakeServer) Leader() uint64               { return 1 }
-func (f *fakeServer) Term() uint64                 { return 1 }
-func (f *fakeServer) CommittedIndex() uint64       { return 1 }
-func (f *fakeServer) Members() []membership.Member { return nil }
-func (f *fakeServer) V2StoreStats() []byte         { return nil }
-func (f *fakeServer) V2SelfStats() []byte          { return nil }
-func (f *fakeServer) V2LeaderStats() []byte        { return nil }
+func (f *fakeServer) ClusterID() uint64                { return 1 }
+func (f *fakeServer) Leader() uint64                   { return 1 }
+func (f *fakeServer) Term() uint64                     { return 1 }
+func (f *fakeServer) CommittedIndex() uint64           { return 1 }
+func (f *fakeServer) Members() []membership.Member     { return nil }
+func (f *fakeServer) V2StoreStats() []byte             { return nil }
+func (f *fakeServer) V2SelfStats() []byte              { return nil }
+func (f *fakeServer) V2LeaderStats() []byte            { return nil }
+func (f *fakeServer) CheckAdmin(context.Context) error { return nil }
 func (f *fakeServer) MemberRemove(context.Context, uint64) ([]membership.Member, error) {
 	return nil, nil
 }

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/cairn-io/cairn/internal/auth"
+	"github.com/cairn-io/cairn/internal/v2store"
 )
 
 // Authentication and authorization, as etcd does them. Credentials (a
@@ -96,6 +98,13 @@ func (s *Server) AuthInfo(ctx context.Context) (*auth.Info, error) {
 	return c.Resolve(func() (*auth.Info, error) {
 		if c.Token != "" {
 			return s.authStore.AuthInfoFromToken(ctx, c.Token)
+		}
+		if c.BasicAuth {
+			check, err := s.authStore.CheckPassword(ctx, c.Username, c.Password)
+			if err != nil {
+				return nil, err
+			}
+			return &auth.Info{Username: c.Username, Revision: check.Revision}, nil
 		}
 		if s.cfg.ClientCertAuth && c.CommonName != "" {
 			return &auth.Info{Username: c.CommonName, Revision: s.authStore.Revision()}, nil
@@ -229,6 +238,8 @@ func (s *Server) checkRequest(ai *auth.Info, r *pb.InternalRaftRequest) error {
 		return s.checkTxn(ai, r.Txn)
 	case r.LeaseRevoke != nil:
 		return s.checkLeasePuts(ai, r.LeaseRevoke.ID)
+	case r.V2 != nil:
+		return s.checkV2(ai, r.V2)
 	case r.AuthUserGet != nil:
 		if err := as.IsAdminPermitted(ai); err != nil && r.AuthUserGet.Name != ai.Username {
 			return err
@@ -678,96 +689,191 @@ func (s *Server) RoleDelete(ctx context.Context, r *pb.AuthRoleDeleteRequest) (*
 	return authPropose[*pb.AuthRoleDeleteResponse](s, ctx, &pb.InternalRaftRequest{AuthRoleDelete: r})
 }
 
-// V2 API access. The v2 keys API authenticates with HTTP basic auth (or,
-// with --client-cert-auth and no Authorization header, the client
-// certificate's CN) against the same users and roles. A v2 path is the v3
-// key of the same bytes: reading or writing /a/b needs read or write
-// permission on the key "/a/b"; a recursive operation on a directory also
-// needs it on every key under "/a/b/" (the prefix range). Root may do
-// anything; admin-only v2 endpoints require the root role.
+// V2 API access. The v2 API authenticates with HTTP basic auth (or, with
+// --client-cert-auth and no Authorization header, the client certificate's
+// CN) against the same users and roles as the v3 API; the v2 handlers put
+// those credentials in the request's context like the gRPC edge puts a
+// token, and AuthInfo resolves them (one bounded, cached password check
+// per request). A v2 path is the v3 key of the same bytes: reading or
+// writing /a/b needs read or write permission on the key "/a/b"; an
+// operation that reaches the keys below a directory also needs it on the
+// prefix "/a/b/". Root may do anything.
+//
+// Writes are checked at the edge and again when applied, with the user in
+// the request's header, like v3 writes; since a v2 client has no retry
+// for a stale auth revision, the apply check is made against the auth
+// state the request is applied at.
 
-// V2Credentials identify a v2 request's client.
-type V2Credentials struct {
-	// BasicAuth is set when the request had an Authorization header;
-	// Username and Password are its credentials.
-	BasicAuth          bool
-	Username, Password string
-	// CommonName is the CN of the request's verified client certificate
-	// ("" if none).
-	CommonName string
+// checkV2 is the permission check of a v2 keys request, against the
+// current auth state: a v2 client has no retry for a stale auth revision.
+func (s *Server) checkV2(ai *auth.Info, r *pb.Request) error {
+	as := s.authStore
+	if ai != nil && ai.Revision != 0 {
+		ai = &auth.Info{Username: ai.Username, Revision: as.Revision()}
+	}
+	path := []byte(r.Path)
+	switch r.Method {
+	case "GET", "QGET", "HEAD":
+		// Reads and watches are checked by v2Read and v2Watch, which
+		// know whether the path is a directory; this is the check of a
+		// value.
+		if err := as.IsRangePermitted(ai, path, nil); err != nil {
+			return err
+		}
+		if r.Recursive {
+			return as.IsRangePermitted(ai, v2Prefix(r.Path), prefixEnd(v2Prefix(r.Path)))
+		}
+		return nil
+	case "POST":
+		// An in-order create makes path/<index>, a key not known before
+		// it is applied.
+		dir := v2Prefix(r.Path)
+		return as.IsDeleteRangePermitted(ai, dir, prefixEnd(dir))
+	case "PUT", "DELETE":
+		if err := as.IsPutPermitted(ai, path); err != nil {
+			return err
+		}
+		// A recursive delete removes the keys below; a TTL on a
+		// directory removes them when it runs out.
+		if r.Recursive || (r.Dir && r.Method == "PUT" && (r.Expiration != 0 || r.Refresh != nil && *r.Refresh)) {
+			if err := as.IsDeleteRangePermitted(ai, v2Prefix(r.Path), prefixEnd(v2Prefix(r.Path))); err != nil {
+				return err
+			}
+		}
+		// A compare reveals the current value (a failed one names it in
+		// its cause), and so does a refresh's answer.
+		if r.PrevValue != "" || r.PrevIndex != 0 || (r.Refresh != nil && *r.Refresh) {
+			return as.IsRangePermitted(ai, path, nil)
+		}
+		return nil
+	case "SYNC":
+		// The leader's expiry of TTLs, proposed by the member itself.
+		return nil
+	}
+	return auth.ErrPermissionDenied
 }
 
-// v2User authenticates c: the user and the auth revision. With auth off it
-// returns nil and no error.
-func (s *Server) v2User(ctx context.Context, c V2Credentials) (*auth.Info, error) {
+// v2Prefix is the prefix of the keys below the v2 directory path.
+func v2Prefix(path string) []byte {
+	if strings.HasSuffix(path, "/") {
+		return []byte(path)
+	}
+	return []byte(path + "/")
+}
+
+// v2Read serves a v2 read under the auth check. A value needs read
+// permission on its key; a directory, whose listing shows its children's
+// values, needs it on its prefix "<dir>/", and not on its own key, which
+// holds no value. An answer that is an error (no such key) needs the key.
+// A read the auth state changed under is made again.
+func (s *Server) v2Read(ctx context.Context, r *pb.Request) (*v2store.Event, error) {
 	if !s.authStore.IsEnabled() {
-		return nil, nil
+		return s.v2.store.Get(r.Path, r.Recursive, r.Sorted, time.Now())
 	}
-	if !c.BasicAuth {
-		if s.cfg.ClientCertAuth && c.CommonName != "" {
-			return &auth.Info{Username: c.CommonName, Revision: s.authStore.Revision()}, nil
-		}
-		return nil, auth.ErrUserEmpty
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	check, err := s.authStore.CheckPassword(ctx, c.Username, c.Password)
+	ai, err := s.v2AuthInfo(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &auth.Info{Username: c.Username, Revision: check.Revision}, nil
-}
-
-// AuthorizeV2 checks a v2 keys request on path (recursive for an operation
-// on a whole directory; write for anything but GET and HEAD). It returns
-// nil when auth is off; otherwise auth.ErrUserEmpty (no credentials),
-// auth.ErrAuthFailed (wrong user or password), auth.ErrTooManyRequests
-// (too many password checks under way; retry later) or
-// auth.ErrPermissionDenied.
-func (s *Server) AuthorizeV2(ctx context.Context, c V2Credentials, path string, recursive, write bool) error {
-	ai, err := s.v2User(ctx, c)
-	if err != nil || ai == nil {
-		return err
-	}
-	check := s.authStore.IsRangePermitted
-	if write {
-		check = s.authStore.IsDeleteRangePermitted
-	}
-	if err := check(ai, []byte(path), nil); err != nil {
-		return v2Denied(err)
-	}
-	if recursive {
-		dir := path
-		if len(dir) == 0 || dir[len(dir)-1] != '/' {
-			dir += "/"
+	prefix := v2Prefix(r.Path)
+	for range maxV2ReadAttempts {
+		rev := s.authStore.Revision()
+		cur := &auth.Info{Username: ai.Username, Revision: rev}
+		keyErr := s.authStore.IsRangePermitted(cur, []byte(r.Path), nil)
+		dirErr := s.authStore.IsRangePermitted(cur, prefix, prefixEnd(prefix))
+		if keyErr != nil && dirErr != nil {
+			// Neither a value nor a directory this user may read.
+			return nil, keyErr
 		}
-		if err := check(ai, []byte(dir), prefixEnd([]byte(dir))); err != nil {
-			return v2Denied(err)
+		ev, err := s.v2.store.Get(r.Path, r.Recursive, r.Sorted, time.Now())
+		switch {
+		case err != nil && keyErr != nil:
+			return nil, keyErr
+		case err != nil:
+			return nil, err
+		case ev.Node != nil && ev.Node.Dir:
+			if dirErr != nil {
+				return nil, dirErr
+			}
+		case keyErr != nil:
+			return nil, keyErr
+		}
+		if s.authStore.Revision() == rev {
+			return ev, nil
 		}
 	}
-	return nil
+	return nil, auth.ErrAuthOldRevision
 }
 
-// AuthorizeV2Admin checks a request to an admin-only v2 endpoint (one that
-// changes the cluster): the user must have the root role.
-func (s *Server) AuthorizeV2Admin(ctx context.Context, c V2Credentials) error {
-	ai, err := s.v2User(ctx, c)
-	if err != nil || ai == nil {
-		return err
+// maxV2ReadAttempts bounds how often a v2 read is made again because the
+// auth state changed while it ran.
+const maxV2ReadAttempts = 3
+
+// v2Watch starts a v2 watch under the auth check. A recursive watch needs
+// read permission on the prefix "<path>/", a plain one on the key or, for
+// a directory, which holds no value, on the prefix. Every event is checked
+// again as it is delivered, against the auth state then: a value event
+// needs its key (the watched path itself may turn from a directory into a
+// value, and a permission may be revoked while a stream runs); an event
+// the user may not see ends the watch, and the client's next watch is
+// refused.
+func (s *Server) v2Watch(ctx context.Context, r *pb.Request) (*v2store.Watcher, error) {
+	if !s.authStore.IsEnabled() {
+		return s.v2.store.Watch(r.Path, r.Recursive, r.Stream, r.Since)
 	}
-	if err := s.authStore.IsAdminPermitted(ai); err != nil {
-		return v2Denied(err)
+	ai, err := s.v2AuthInfo(ctx)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	as := s.authStore
+	cur := &auth.Info{Username: ai.Username, Revision: as.Revision()}
+	prefix := v2Prefix(r.Path)
+	dirErr := as.IsRangePermitted(cur, prefix, prefixEnd(prefix))
+	if r.Recursive && dirErr != nil {
+		return nil, dirErr
+	}
+	if err := as.IsRangePermitted(cur, []byte(r.Path), nil); err != nil && dirErr != nil {
+		return nil, err
+	}
+	user := ai.Username
+	return s.v2.store.WatchAllowed(r.Path, r.Recursive, r.Stream, r.Since, func(e *v2store.Event) bool {
+		if e.Node == nil || e.Node.Dir {
+			// A directory's event carries no value; its key is the
+			// watched path or a directory above it.
+			return true
+		}
+		return as.IsRangePermitted(&auth.Info{Username: user, Revision: as.Revision()}, []byte(e.Node.Key), nil) == nil
+	})
 }
 
-// v2Denied: a stale revision (the auth state moved during the check) is a
-// denial for the v2 API, which has no retry protocol for it.
-func v2Denied(err error) error {
-	if errors.Is(err, auth.ErrAuthOldRevision) || errors.Is(err, auth.ErrUserNotFound) {
-		return auth.ErrPermissionDenied
+// v2AuthInfo resolves a v2 request's credentials; no user is
+// ErrUserEmpty.
+func (s *Server) v2AuthInfo(ctx context.Context) (*auth.Info, error) {
+	ai, err := s.AuthInfo(ctx)
+	if err != nil {
+		return nil, err
 	}
-	return err
+	if ai == nil {
+		return nil, auth.ErrUserEmpty
+	}
+	return ai, nil
+}
+
+// v2Visible is the answer to a v2 write as the writer may see it: the
+// previous node without its value when the writer may not read the key
+// (etcd's v3 API returns a previous value only to a reader, too). The
+// node stays, so that the answer's status (201 for a set that created its
+// key) is etcd's.
+func (s *Server) v2Visible(ctx context.Context, r *pb.Request, ev *v2store.Event) *v2store.Event {
+	if ev == nil || ev.PrevNode == nil || !s.authStore.IsEnabled() {
+		return ev
+	}
+	ai, err := s.AuthInfo(ctx)
+	if err == nil && ai != nil && s.checkV2(ai, &pb.Request{Method: "GET", Path: r.Path}) == nil {
+		return ev
+	}
+	out := ev.Clone()
+	out.PrevNode.Value, out.PrevNode.Nodes = nil, nil
+	return out
 }
 
 // prefixEnd is the end of the range of keys that start with p.

@@ -69,8 +69,10 @@ func (s *Server) V2Store() *v2store.Store { return s.v2.store }
 // V2Do serves a v2 keys request as etcd's server does: POST, PUT and
 // DELETE go through raft; GET with quorum=true reads after a ReadIndex
 // (wait is then ignored, as in etcd); GET with wait=true starts a watch;
-// other GETs and HEADs read the local store. It returns the event, or the
-// watcher, or an error: a *v2store.Error for the client, or a member
+// other GETs and HEADs read the local store. With auth on, the request
+// acts for the user of the credentials in ctx (auth.WithCredentials) and
+// is checked as checkV2 says. It returns the event, or the watcher, or an
+// error: a *v2store.Error for the client, an auth error, or a member
 // error (no leader, timeout).
 func (s *Server) V2Do(ctx context.Context, r *pb.Request) (*v2store.Event, *v2store.Watcher, error) {
 	if r.Method == "GET" && r.Quorum {
@@ -85,22 +87,22 @@ func (s *Server) V2Do(ctx context.Context, r *pb.Request) (*v2store.Event, *v2st
 		if err != nil {
 			return nil, nil, err
 		}
-		return res.resp.(*v2store.Event), nil, nil
+		return s.v2Visible(ctx, r, res.resp.(*v2store.Event)), nil, nil
 	case "QGET":
 		if err := s.linearizableReadNotify(ctx); err != nil {
 			return nil, nil, err
 		}
-		ev, err := s.v2.store.Get(r.Path, r.Recursive, r.Sorted, time.Now())
+		ev, err := s.v2Read(ctx, r)
 		return ev, nil, err
 	case "GET":
 		if r.Wait {
-			w, err := s.v2.store.Watch(r.Path, r.Recursive, r.Stream, r.Since)
+			w, err := s.v2Watch(ctx, r)
 			return nil, w, err
 		}
-		ev, err := s.v2.store.Get(r.Path, r.Recursive, r.Sorted, time.Now())
+		ev, err := s.v2Read(ctx, r)
 		return ev, nil, err
 	case "HEAD":
-		ev, err := s.v2.store.Get(r.Path, r.Recursive, r.Sorted, time.Now())
+		ev, err := s.v2Read(ctx, r)
 		return ev, nil, err
 	}
 	return nil, nil, ErrUnknownMethod

@@ -365,13 +365,21 @@ func (s *Store) DeleteExpiredKeys(b Batch, cutoff time.Time) error {
 // store index since; 0 means from the next write. An index still in the
 // history is answered at once; one older than the history is error 401.
 func (s *Store) Watch(p string, recursive, stream bool, since uint64) (*Watcher, error) {
+	return s.WatchAllowed(p, recursive, stream, since, nil)
+}
+
+// WatchAllowed is Watch with a check of every event before it is
+// delivered (nil: none): an event allow refuses drops the watcher instead,
+// which ends its response. It runs under the store's locks and must not
+// call back into the store.
+func (s *Store) WatchAllowed(p string, recursive, stream bool, since uint64, allow func(*Event) bool) (*Watcher, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	key := cleanPath(p)
 	if since == 0 {
 		since = s.index + 1
 	}
-	w, err := s.hub.watch(s.hist, key, recursive, stream, since, s.index)
+	w, err := s.hub.watch(s.hist, key, recursive, stream, since, s.index, allow)
 	if err != nil {
 		return nil, err
 	}

@@ -23,7 +23,8 @@ type Watcher struct {
 	sinceIndex uint64
 	startIndex uint64
 	hub        *hub
-	removed    bool // guarded by hub.mu
+	allow      func(*Event) bool // nil: every event
+	removed    bool              // guarded by hub.mu
 	remove     func()
 }
 
@@ -61,6 +62,10 @@ func (w *Watcher) drop() {
 // full is dropped, which ends its HTTP response. Caller holds hub.mu.
 func (w *Watcher) notify(e *Event, originalPath, deleted bool) bool {
 	if (w.recursive || originalPath || deleted) && e.Index() >= w.sinceIndex {
+		if w.allow != nil && !w.allow(e) {
+			w.drop()
+			return true
+		}
 		select {
 		case w.ch <- e:
 		default:
@@ -81,7 +86,7 @@ type hub struct {
 func newHub() *hub { return &hub{watchers: map[string]*list.List{}} }
 
 // watch registers a watcher of key, or answers it at once from history.
-func (h *hub) watch(hist *history, key string, recursive, stream bool, since, storeIndex uint64) (*Watcher, *Error) {
+func (h *hub) watch(hist *history, key string, recursive, stream bool, since, storeIndex uint64, allow func(*Event) bool) (*Watcher, *Error) {
 	e, err := hist.scan(key, recursive, since)
 	if err != nil {
 		err.Index = storeIndex
@@ -94,10 +99,15 @@ func (h *hub) watch(hist *history, key string, recursive, stream bool, since, st
 		sinceIndex: since,
 		startIndex: storeIndex,
 		hub:        h,
+		allow:      allow,
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if e != nil {
+		if allow != nil && !allow(e) {
+			w.drop()
+			return w, nil
+		}
 		ne := e.Clone()
 		ne.EtcdIndex = storeIndex
 		w.ch <- ne

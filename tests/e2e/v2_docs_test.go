@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -30,6 +31,8 @@ import (
 //   - the ```json or ```text block right after it is the expected answer
 //     (JSON is compared as values, text exactly); a status code after the
 //     language (```json 404) is the expected HTTP status;
+//   - a ```sh block of etcdctl commands (one a line) is run, and must
+//     succeed;
 //   - a watch without waitIndex (GET ...?wait=true) runs in the
 //     background while the examples after it run, as in a second
 //     terminal; its expected answer is the block right after it.
@@ -93,6 +96,10 @@ func parseDocExamples(t *testing.T, path string) []docExample {
 	}
 	var out []docExample
 	for i, bl := range blocks {
+		if bl.lang == "sh" && strings.HasPrefix(bl.body, "etcdctl ") {
+			out = append(out, docExample{line: bl.line, cmd: bl.body})
+			continue
+		}
 		if bl.lang != "sh" || !strings.Contains(bl.body, "curl ") {
 			continue
 		}
@@ -219,6 +226,12 @@ func parseCurl(cmd string) (curlRequest, error) {
 			}
 			k, val, _ := strings.Cut(v, ":")
 			r.header.Set(strings.TrimSpace(k), strings.TrimSpace(val))
+		case w == "-u" || w == "--user":
+			v, err := next()
+			if err != nil {
+				return r, err
+			}
+			r.header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(v)))
 		case w == "-s" || w == "-L" || w == "-N" || w == "-sS" || w == "-fsS":
 		case strings.HasPrefix(w, "-"):
 			return r, fmt.Errorf("unsupported curl option %s", w)
@@ -428,6 +441,10 @@ func TestV2Docs(t *testing.T) {
 		}
 	}
 	for _, ex := range examples {
+		if strings.HasPrefix(ex.cmd, "etcdctl ") {
+			runDocEtcdctl(t, ex, mapper)
+			continue
+		}
 		cr, err := parseCurl(mapper.toReal.Replace(ex.cmd))
 		if err != nil {
 			t.Fatalf("docs/v2-api.md line %d: %v", ex.line, err)
@@ -501,6 +518,22 @@ func TestV2Docs(t *testing.T) {
 	}
 }
 
+// runDocEtcdctl runs each line of an etcdctl block (addresses mapped)
+// and fails the test if one fails.
+func runDocEtcdctl(t *testing.T, ex docExample, mapper *docMapper) {
+	t.Helper()
+	for i, line := range strings.Split(strings.TrimSpace(ex.cmd), "\n") {
+		words, err := shellWords(mapper.toReal.Replace(line))
+		if err != nil || len(words) < 2 || words[0] != "etcdctl" {
+			t.Fatalf("docs/v2-api.md line %d: not an etcdctl command: %q (%v)", ex.line+1+i, line, err)
+		}
+		// The line's own --endpoints comes after the framework's and wins.
+		if out, errOut, err := framework.Etcdctl(t, nil, words[1:]...); err != nil {
+			t.Fatalf("docs/v2-api.md line %d: %s: %v\n%s%s", ex.line+1+i, line, err, out, errOut)
+		}
+	}
+}
+
 // doDocRequest sends an example's request. Adding a member is retried
 // while the cluster answers 500: like etcd 3, it refuses until every voter
 // has been connected for a while, which a just-started cluster has not.
@@ -538,6 +571,10 @@ func TestParseCurl(t *testing.T) {
 	}
 	r, err = parseCurl(`curl http://h:1/v2/members -H "Content-Type: application/json" -d '{"peerURLs":["http://x:1"]}'`)
 	if err != nil || r.method != "POST" || r.data[0] != `{"peerURLs":["http://x:1"]}` {
+		t.Fatalf("%+v %v", r, err)
+	}
+	r, err = parseCurl(`curl -u alice:pw 'http://h:1/v2/keys/?recursive=true'`)
+	if err != nil || r.method != "GET" || r.header.Get("Authorization") != "Basic YWxpY2U6cHc=" {
 		t.Fatalf("%+v %v", r, err)
 	}
 	if _, err := parseCurl(`curl -k http://x`); err == nil {

@@ -2,6 +2,9 @@ package v2http
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"io"
@@ -16,6 +19,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
+	"github.com/cairn-io/cairn/internal/auth"
 	"github.com/cairn-io/cairn/internal/membership"
 	"github.com/cairn-io/cairn/internal/v2store"
 )
@@ -27,6 +31,15 @@ type fakeServer struct {
 	members []membership.Member
 	leader  uint64
 	addErr  error
+	// check, when set, is the auth check of V2Do and CheckAdmin.
+	check func(ctx context.Context) error
+}
+
+func (f *fakeServer) CheckAdmin(ctx context.Context) error {
+	if f.check != nil {
+		return f.check(ctx)
+	}
+	return nil
 }
 
 func newFake() *fakeServer {
@@ -71,7 +84,12 @@ func (f *fakeServer) MemberUpdate(_ context.Context, id uint64, _ []string) ([]m
 	return nil, nil
 }
 
-func (f *fakeServer) V2Do(_ context.Context, r *pb.Request) (*v2store.Event, *v2store.Watcher, error) {
+func (f *fakeServer) V2Do(ctx context.Context, r *pb.Request) (*v2store.Event, *v2store.Watcher, error) {
+	if f.check != nil {
+		if err := f.check(ctx); err != nil {
+			return nil, nil, err
+		}
+	}
 	if r.Method == "GET" && r.Quorum {
 		r.Method = "QGET"
 	}
@@ -285,3 +303,89 @@ func FuzzKeysHandler(f *testing.F) {
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestHandlerAuth: the handlers hand the request's credentials to the
+// member (basic auth before the client certificate's CN, and the client's
+// address) and answer a refusal with etcd's 401 bodies and a Basic
+// challenge; listing members needs no credentials, changing them does.
+func TestHandlerAuth(t *testing.T) {
+	f := newFake()
+	var seen []auth.Credentials
+	f.check = func(ctx context.Context) error {
+		c, _ := auth.CredentialsFromContext(ctx)
+		seen = append(seen, c)
+		switch {
+		case c.BasicAuth && c.Username == "root" && c.Password == "pw":
+			return nil
+		case c.BasicAuth && c.Username == "busy":
+			return auth.ErrTooManyRequests
+		case c.BasicAuth:
+			return auth.ErrAuthFailed
+		case c.CommonName == "root":
+			return nil
+		}
+		return auth.ErrUserEmpty
+	}
+	mux, h := newHandler(f)
+	defer h.Close()
+	send := func(method, target, user, pw, cn, ctype, body string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(method, target, strings.NewReader(body))
+		r.RemoteAddr = "192.0.2.7:4242"
+		if user != "" {
+			r.SetBasicAuth(user, pw)
+		}
+		if cn != "" {
+			r.TLS = &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{{Subject: pkix.Name{CommonName: cn}}}}}
+		}
+		if ctype != "" {
+			r.Header.Set("Content-Type", ctype)
+		}
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, r)
+		return w
+	}
+	const keyNoAuth = `{"errorCode":110,"message":"The request requires user authentication","cause":"Insufficient credentials","index":0}` + "\n"
+	const membersNoAuth = `{"message":"Insufficient credentials"}`
+	js := "application/json"
+	for _, tc := range []struct {
+		name                               string
+		method, target, user, pw, cn, body string
+		status                             int
+		want                               string
+	}{
+		{"anonymous read", "GET", "/v2/keys/a", "", "", "", "", 401, keyNoAuth},
+		{"anonymous write", "PUT", "/v2/keys/a?value=1", "", "", "", "", 401, keyNoAuth},
+		{"wrong password", "GET", "/v2/keys/a", "root", "x", "", "", 401, keyNoAuth},
+		{"basic auth wins over the certificate", "PUT", "/v2/keys/a?value=1", "root", "x", "root", "", 401, keyNoAuth},
+		{"root", "PUT", "/v2/keys/a?value=1", "root", "pw", "", "", 201, ""},
+		{"root by certificate", "GET", "/v2/keys/a", "", "", "root", "", 200, ""},
+		{"anonymous watch", "GET", "/v2/keys/a?wait=true", "", "", "", "", 401, keyNoAuth},
+		{"anonymous member add", "POST", "/v2/members", "", "", "", `{"peerURLs":["http://10.0.0.1:2380"]}`, 401, membersNoAuth},
+		{"anonymous member update", "PUT", "/v2/members/8e9e05c52164694d", "", "", "", `{"peerURLs":["http://10.0.0.2:2380"]}`, 401, membersNoAuth},
+		{"anonymous member remove", "DELETE", "/v2/members/8e9e05c52164694d", "", "", "", "", 401, membersNoAuth},
+		{"root member update", "PUT", "/v2/members/8e9e05c52164694d", "root", "pw", "", `{"peerURLs":["http://10.0.0.2:2380"]}`, 204, ""},
+		{"anonymous member list", "GET", "/v2/members", "", "", "", "", 200, ""},
+	} {
+		w := send(tc.method, tc.target, tc.user, tc.pw, tc.cn, js, tc.body)
+		if w.Code != tc.status || (tc.want != "" && w.Body.String() != tc.want) {
+			t.Errorf("%s: %d %q, want %d %q", tc.name, w.Code, w.Body.String(), tc.status, tc.want)
+		}
+		if got := w.Header().Get("WWW-Authenticate"); (w.Code == 401) != (got == `Basic realm="etcd"`) {
+			t.Errorf("%s: %d with WWW-Authenticate %q", tc.name, w.Code, got)
+		}
+		if w.Code == 401 && strings.HasPrefix(tc.target, "/v2/keys") &&
+			(w.Header().Get("X-Etcd-Index") != "0" || w.Header().Get("X-Etcd-Cluster-Id") != "cdf818194e3a8c32") {
+			t.Errorf("%s: headers %v", tc.name, w.Header())
+		}
+	}
+	last := seen[len(seen)-1]
+	if last.Source != "192.0.2.7" {
+		t.Errorf("credentials carry the source %q", last.Source)
+	}
+	// A member too busy to check a password answers as for any member
+	// failure, so that a client tries another member.
+	w := send("GET", "/v2/keys/a", "busy", "x", "", "", "")
+	if w.Code != 500 || !strings.Contains(w.Body.String(), `"errorCode":300`) || !strings.Contains(w.Body.String(), "too many requests") {
+		t.Errorf("too many password checks: %d %s", w.Code, w.Body)
+	}
+}

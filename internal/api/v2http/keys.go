@@ -14,6 +14,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
+	"github.com/cairn-io/cairn/internal/auth"
 	"github.com/cairn-io/cairn/internal/v2store"
 )
 
@@ -152,6 +153,7 @@ func (h *Handler) serveKeys(w http.ResponseWriter, r *http.Request) {
 	// proposal runs to its result.
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.RequestTimeout)
 	defer cancel()
+	ctx = auth.WithCredentials(ctx, requestCredentials(r), true)
 	ev, wa, err := srv.V2Do(ctx, &req)
 	if err != nil {
 		h.writeKeyError(w, err)
@@ -172,12 +174,19 @@ func (h *Handler) serveKeys(w http.ResponseWriter, r *http.Request) {
 // leader, timeouts) become error 300 with the error as cause, as etcd
 // does.
 func (h *Handler) writeKeyError(w http.ResponseWriter, err error) {
+	if isAuthError(err) {
+		h.lg.Info("v2 keys request refused", "err", err)
+		writeKeyNoAuth(w)
+		return
+	}
 	var ve *v2store.Error
 	if !errors.As(err, &ve) {
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = errTimeout
 		}
-		h.lg.Warn("v2 keys request failed", "err", err)
+		if !errors.Is(err, auth.ErrTooManyRequests) {
+			h.lg.Warn("v2 keys request failed", "err", err)
+		}
 		ve = v2store.NewError(v2store.EcodeRaftInternal, err.Error(), 0)
 	}
 	writeV2Error(w, ve)

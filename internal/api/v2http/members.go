@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cairn-io/cairn/internal/auth"
 	"github.com/cairn-io/cairn/internal/membership"
 )
 
@@ -49,6 +50,19 @@ func (h *Handler) serveMembers(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Etcd-Cluster-ID", hexID(srv.ClusterID()))
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.RequestTimeout)
 	defer cancel()
+	if r.Method != http.MethodGet {
+		// Changes need root, as in etcd; anyone may list.
+		ctx = auth.WithCredentials(ctx, requestCredentials(r), true)
+		if err := srv.CheckAdmin(ctx); err != nil {
+			if isAuthError(err) {
+				h.lg.Info("v2 members request refused", "method", r.Method, "err", err)
+				writeNoAuth(w)
+				return
+			}
+			h.writeError(w, r, err)
+			return
+		}
+	}
 
 	switch r.Method {
 	case http.MethodGet:

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -23,6 +24,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
+	"github.com/cairn-io/cairn/internal/auth"
 	"github.com/cairn-io/cairn/internal/membership"
 	"github.com/cairn-io/cairn/internal/v2store"
 )
@@ -46,8 +48,13 @@ type Server interface {
 	MemberRemove(ctx context.Context, id uint64) ([]membership.Member, error)
 	MemberUpdate(ctx context.Context, id uint64, peerURLs []string) ([]membership.Member, error)
 	// V2Do serves a keys request: it returns an event, or a watcher for
-	// GET with wait=true, or an error (a *v2store.Error for the client).
+	// GET with wait=true, or an error (a *v2store.Error for the client,
+	// or an auth error). With auth on, it acts for the credentials in
+	// ctx (auth.WithCredentials) and checks their permissions.
 	V2Do(ctx context.Context, r *pb.Request) (*v2store.Event, *v2store.Watcher, error)
+	// CheckAdmin fails unless auth is off or the credentials in ctx are
+	// a user with the root role: the check of membership changes.
+	CheckAdmin(ctx context.Context) error
 	V2StoreStats() []byte
 	V2SelfStats() []byte
 	// V2LeaderStats returns nil unless the member leads.
@@ -179,4 +186,68 @@ func (h *Handler) serveLeaderStats(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(stats)
+}
+
+// Authentication. With auth on, a request authenticates with HTTP basic
+// auth, or, when it has no Authorization header and the member runs with
+// --client-cert-auth, as the user its verified client certificate's CN
+// names. The users and their permissions are the v3 API's (see
+// internal/server). A refusal is etcd's 401 "Insufficient credentials":
+// error 110 for the keys API, {"message":...} for the members API.
+
+// requestCredentials reads a request's credentials and client address.
+func requestCredentials(r *http.Request) auth.Credentials {
+	c := auth.Credentials{Source: remoteIP(r.RemoteAddr)}
+	if r.Header.Get("Authorization") != "" {
+		// A malformed header leaves the user empty, which no password
+		// matches.
+		c.BasicAuth = true
+		c.Username, c.Password, _ = r.BasicAuth()
+		return c
+	}
+	if r.TLS != nil {
+		for _, chain := range r.TLS.VerifiedChains {
+			if len(chain) > 0 {
+				c.CommonName = chain[0].Subject.CommonName
+				break
+			}
+		}
+	}
+	return c
+}
+
+// remoteIP is the host part of a request's remote address.
+func remoteIP(addr string) string {
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
+}
+
+// isAuthError reports whether err refuses a request's credentials or
+// their permissions.
+func isAuthError(err error) bool {
+	for _, e := range []error{auth.ErrUserEmpty, auth.ErrAuthFailed, auth.ErrNoPasswordUser, auth.ErrPermissionDenied,
+		auth.ErrAuthOldRevision, auth.ErrUserNotFound, auth.ErrInvalidAuthToken} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// basicRealm is the challenge a 401 carries (RFC 7235 asks for one; etcd
+// sends none).
+const basicRealm = `Basic realm="etcd"`
+
+// writeKeyNoAuth refuses a keys request: error 110.
+func writeKeyNoAuth(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", basicRealm)
+	writeV2Error(w, v2store.NewError(v2store.EcodeUnauthorized, "Insufficient credentials", 0))
+}
+
+// writeNoAuth refuses a members request.
+func writeNoAuth(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", basicRealm)
+	(&httpError{Message: "Insufficient credentials", code: http.StatusUnauthorized}).writeTo(w)
 }
