@@ -291,6 +291,13 @@ func TestAuthPermissions(t *testing.T) {
 	if _, err := alice.MemberList(ctx); err != nil {
 		t.Errorf("alice member list: %v", err)
 	}
+	// As etcd 3.6: the member list needs a user, any user.
+	if _, err := anon.MemberList(ctx); !errors.Is(err, rpctypes.ErrUserEmpty) {
+		t.Errorf("member list without a user: %v, want %v", err, rpctypes.ErrUserEmpty)
+	}
+	if _, err := anon.MemberList(ctx, clientv3.WithSerializable()); !errors.Is(err, rpctypes.ErrUserEmpty) {
+		t.Errorf("serializable member list without a user: %v, want %v", err, rpctypes.ErrUserEmpty)
+	}
 	if _, err := alice.UserAdd(ctx, "eve", "x"); !errors.Is(err, rpctypes.ErrPermissionDenied) {
 		t.Errorf("alice user add: %v", err)
 	}

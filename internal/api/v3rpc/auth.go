@@ -78,6 +78,7 @@ var edgeChecks = map[string]edgeCheck{
 	"/etcdserverpb.Maintenance/Snapshot":   checkAdmin,
 	"/etcdserverpb.Maintenance/MoveLeader": checkAdmin,
 	"/etcdserverpb.Maintenance/Downgrade":  checkAdmin,
+	"/etcdserverpb.Cluster/MemberList":     checkUser,
 	"/etcdserverpb.Cluster/MemberAdd":      checkAdmin,
 	"/etcdserverpb.Cluster/MemberRemove":   checkAdmin,
 	"/etcdserverpb.Cluster/MemberUpdate":   checkAdmin,
