@@ -7,8 +7,8 @@
 // the replicated keyspaces.
 //
 // The store also issues and checks tokens (simple tokens made known to
-// every member through raft, or JWTs), and bounds the bcrypt work that
-// password checks cost (see CheckPassword).
+// every member through raft, or JWTs), and bounds, shares fairly and
+// remembers the bcrypt work that password checks cost (password.go).
 package auth
 
 import (
@@ -22,7 +22,6 @@ import (
 	"runtime"
 	"sort"
 	"sync"
-	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/etcd/api/v3/authpb"
@@ -58,9 +57,9 @@ var (
 	ErrMissingKey           = errors.New("auth: missing key data")
 	ErrKeyMismatch          = errors.New("auth: public and private keys don't match")
 	ErrVerifyOnly           = errors.New("auth: token signing attempted with verify-only key")
-	// ErrTooManyRequests: more password checks are running and waiting
-	// than the member allows; the client should retry later. The text is
-	// etcd's "too many requests".
+	// ErrTooManyRequests: more password checks are running and waiting,
+	// in all or for the client's address, than the member allows; the
+	// client should retry later. The text is etcd's "too many requests".
 	ErrTooManyRequests = errors.New("etcdserver: too many requests")
 )
 
@@ -105,7 +104,11 @@ type Config struct {
 	// more are refused at once with ErrTooManyRequests. Default: four per
 	// concurrent check.
 	MaxWaitingChecks int
-	Logger           *slog.Logger
+	// MaxChecksPerSource bounds the password checks one client address
+	// has running or waiting. Default: half the waiting ones, at least
+	// one.
+	MaxChecksPerSource int
+	Logger             *slog.Logger
 }
 
 // Store is the member's auth state.
@@ -121,11 +124,8 @@ type Store struct {
 	roles    map[string]*authpb.Role
 	perms    map[string]*userPerms
 
-	// Bounded bcrypt: slots are the running checks, waiting counts the
-	// callers queued for a slot.
-	slots      chan struct{}
-	waiting    atomic.Int32
-	maxWaiting int32
+	// Bounded, shared and remembered bcrypt (password.go).
+	pw *passwordChecker
 }
 
 // New returns an empty, disabled store. Load fills it from storage.
@@ -142,19 +142,21 @@ func New(cfg Config) *Store {
 	if cfg.MaxWaitingChecks <= 0 {
 		cfg.MaxWaitingChecks = 4 * cfg.MaxConcurrentChecks
 	}
+	if cfg.MaxChecksPerSource <= 0 {
+		cfg.MaxChecksPerSource = max(1, cfg.MaxWaitingChecks/2)
+	}
 	if cfg.Tokens == nil {
 		cfg.Tokens = NewSimpleTokens(SimpleTokenConfig{})
 	}
 	return &Store{
-		lg:         cfg.Logger.With("component", "auth"),
-		tokens:     cfg.Tokens,
-		cost:       cfg.BcryptCost,
-		revision:   1,
-		users:      map[string]*authpb.User{},
-		roles:      map[string]*authpb.Role{},
-		perms:      map[string]*userPerms{},
-		slots:      make(chan struct{}, cfg.MaxConcurrentChecks),
-		maxWaiting: int32(cfg.MaxWaitingChecks),
+		lg:       cfg.Logger.With("component", "auth"),
+		tokens:   cfg.Tokens,
+		cost:     cfg.BcryptCost,
+		revision: 1,
+		users:    map[string]*authpb.User{},
+		roles:    map[string]*authpb.Role{},
+		perms:    map[string]*userPerms{},
+		pw:       newPasswordChecker(cfg.MaxConcurrentChecks, cfg.MaxWaitingChecks, cfg.MaxChecksPerSource),
 	}
 }
 
@@ -361,11 +363,7 @@ func (s *Store) ApplyAuthenticate(name, prefix string, index uint64) (*pb.Authen
 // bcrypt. The result goes in the request's hashed_password.
 // It takes a bcrypt slot like a password check.
 func (s *Store) HashPassword(ctx context.Context, password string) (string, error) {
-	if err := s.acquire(ctx); err != nil {
-		return "", err
-	}
-	h, err := bcrypt.GenerateFromPassword([]byte(password), s.cost)
-	<-s.slots
+	h, err := s.pw.hash(ctx, password, s.cost)
 	if err != nil {
 		return "", err
 	}
@@ -825,89 +823,6 @@ func (s *Store) HasRole(user, role string) bool {
 		}
 	}
 	return false
-}
-
-// Password checks. bcrypt is deliberately slow (tens of milliseconds at
-// the default cost), so a flood of logins with wrong passwords could take
-// every CPU. At most MaxConcurrentChecks comparisons run at once, at most
-// MaxWaitingChecks callers wait for a turn, and any further caller is
-// refused at once with ErrTooManyRequests: other clients' requests keep
-// their CPU share, and no queue grows without bound.
-
-// PasswordCheck is a successful check: the auth revision it was made at
-// and the hash it matched.
-type PasswordCheck struct {
-	Revision uint64
-	hash     []byte
-}
-
-// CheckPassword checks name's password, waiting for a bcrypt slot until
-// ctx ends.
-func (s *Store) CheckPassword(ctx context.Context, name, password string) (PasswordCheck, error) {
-	s.mu.RLock()
-	enabled, u, rev := s.enabled, s.users[name], s.revision
-	s.mu.RUnlock()
-	if !enabled {
-		return PasswordCheck{}, ErrAuthNotEnabled
-	}
-	if u == nil {
-		return PasswordCheck{}, ErrAuthFailed
-	}
-	if u.Options != nil && u.Options.NoPassword {
-		return PasswordCheck{}, ErrNoPasswordUser
-	}
-	if err := s.acquire(ctx); err != nil {
-		return PasswordCheck{}, err
-	}
-	err := bcrypt.CompareHashAndPassword(u.Password, []byte(password))
-	<-s.slots
-	if err != nil {
-		s.lg.Info("invalid password", "user-name", name)
-		return PasswordCheck{}, ErrAuthFailed
-	}
-	return PasswordCheck{Revision: rev, hash: u.Password}, nil
-}
-
-// Recheck confirms a successful check after the auth revision moved: if
-// the user still has the password hash that matched, the check stands at
-// the current revision without running bcrypt again.
-func (s *Store) Recheck(name string, c PasswordCheck) (PasswordCheck, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if !s.enabled {
-		return PasswordCheck{}, ErrAuthNotEnabled
-	}
-	u := s.users[name]
-	if u == nil || !bytes.Equal(u.Password, c.hash) {
-		return PasswordCheck{}, ErrAuthFailed
-	}
-	return PasswordCheck{Revision: s.revision, hash: c.hash}, nil
-}
-
-// Busy reports whether a password check would be refused now: every slot
-// runs and the waiting line is full. It lets a member refuse a login
-// before spending anything else on it.
-func (s *Store) Busy() bool {
-	return len(s.slots) == cap(s.slots) && s.waiting.Load() >= s.maxWaiting
-}
-
-func (s *Store) acquire(ctx context.Context) error {
-	select {
-	case s.slots <- struct{}{}:
-		return nil
-	default:
-	}
-	if s.waiting.Add(1) > s.maxWaiting {
-		s.waiting.Add(-1)
-		return ErrTooManyRequests
-	}
-	defer s.waiting.Add(-1)
-	select {
-	case s.slots <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // Token checks.

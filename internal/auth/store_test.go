@@ -3,7 +3,6 @@ package auth
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -167,51 +166,5 @@ func TestStoreLifecycle(t *testing.T) {
 	must(apply(t, db, s.ApplyDisable))
 	if _, r3 := s.Status(); r3 != rev+1 {
 		t.Errorf("disable revision %d, want %d", r3, rev+1)
-	}
-}
-
-// Password checks beyond the running and waiting bounds are refused at
-// once instead of queueing.
-func TestCheckPasswordBounded(t *testing.T) {
-	db := openMem(t)
-	s := New(Config{BcryptCost: 12, MaxConcurrentChecks: 1, MaxWaitingChecks: 1})
-	if err := s.Load(db); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	addUser(t, s, db, "root", "pw")
-	apply(t, db, func(b *pebble.Batch) error {
-		return s.ApplyUserGrantRole(b, &pb.AuthUserGrantRoleRequest{User: "root", Role: "root"})
-	})
-	if err := apply(t, db, s.ApplyEnable); err != nil {
-		t.Fatal(err)
-	}
-	// Take the only slot, so that checks can only wait.
-	s.slots <- struct{}{}
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	ctx, cancel := context.WithCancel(context.Background())
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := s.CheckPassword(ctx, "root", "wrong")
-			errs <- err
-		}()
-	}
-	// Seven of the eight are refused while one waits.
-	for range 7 {
-		if err := <-errs; !errors.Is(err, ErrTooManyRequests) {
-			t.Fatalf("check beyond the bound: %v, want ErrTooManyRequests", err)
-		}
-	}
-	cancel()
-	if err := <-errs; !errors.Is(err, context.Canceled) {
-		t.Fatalf("waiting check: %v, want context.Canceled", err)
-	}
-	wg.Wait()
-	<-s.slots
-	if _, err := s.CheckPassword(context.Background(), "root", "pw"); err != nil {
-		t.Fatalf("check with a free slot: %v", err)
 	}
 }

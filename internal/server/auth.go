@@ -530,10 +530,10 @@ func authResult(err error, resp any) result {
 // the check is confirmed again (without bcrypt when the user's password is
 // unchanged) and the login retried, a bounded number of times.
 func (s *Server) Authenticate(ctx context.Context, r *pb.AuthenticateRequest) (*pb.AuthenticateResponse, error) {
-	if s.authStore.Busy() {
+	if err := s.authStore.Precheck(ctx, r.Name, r.Password); err != nil {
 		// Refused before the read index a check would wait for: a flood
 		// of logins costs little more than its connections.
-		return nil, auth.ErrTooManyRequests
+		return nil, err
 	}
 	if err := s.linearizableReadNotify(ctx); err != nil {
 		return nil, err

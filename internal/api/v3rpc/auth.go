@@ -3,6 +3,7 @@ package v3rpc
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -104,7 +105,9 @@ func runEdgeCheck(ctx context.Context, a authChecks, method string, req any) err
 // metadata ("token", or "authorization" with an optional "Bearer "
 // prefix, as the JSON gateway forwards it), and the CN of the client
 // certificate its connection verified, unless the request came through the
-// JSON gateway, whose connection carries the member's own certificate.
+// JSON gateway, whose connection carries the member's own certificate;
+// and the client's IP address, which password checks are shared by (the
+// gateway's requests share the member's own).
 func requestCredentials(ctx context.Context) auth.Credentials {
 	var c auth.Credentials
 	md, _ := metadata.FromIncomingContext(ctx)
@@ -113,10 +116,17 @@ func requestCredentials(ctx context.Context) auth.Credentials {
 	} else if ts := md.Get(rpctypes.TokenFieldNameSwagger); len(ts) > 0 {
 		c.Token = strings.TrimPrefix(ts[0], "Bearer ")
 	}
+	p, _ := peer.FromContext(ctx)
+	if p != nil && p.Addr != nil {
+		c.Source = p.Addr.String()
+		if host, _, err := net.SplitHostPort(c.Source); err == nil {
+			c.Source = host
+		}
+	}
 	if len(md.Get("grpcgateway-accept")) > 0 || len(md.Get(auth.GatewayMetadataKey)) > 0 {
 		return c
 	}
-	if p, ok := peer.FromContext(ctx); ok && p != nil {
+	if p != nil {
 		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
 			for _, chain := range ti.State.VerifiedChains {
 				if len(chain) > 0 {
