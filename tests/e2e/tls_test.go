@@ -2,12 +2,14 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -156,6 +158,33 @@ func TestTLSClientPort(t *testing.T) {
 	if err == nil || !strings.Contains(errOut, "permission denied") {
 		t.Errorf("etcdctl as alice by certificate: %q %q %v", out, errOut, err)
 	}
+	// The v2 API takes the certificate's CN as the user too, unless the
+	// request has basic auth.
+	v2 := func(method, target, user, password string) int {
+		t.Helper()
+		req, _ := http.NewRequest(method, m.ClientURL()+target, nil)
+		if user != "" {
+			req.SetBasicAuth(user, password)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := v2("PUT", "/v2/keys/a/tls?value=x", "", ""); code != http.StatusCreated {
+		t.Errorf("v2 put of /a/tls as alice by certificate: %d", code)
+	}
+	if code := v2("PUT", "/v2/keys/b?value=x", "", ""); code != http.StatusUnauthorized {
+		t.Errorf("v2 put of /b as alice by certificate: %d", code)
+	}
+	if code := v2("PUT", "/v2/keys/b?value=x", "root", "rootpw"); code != http.StatusCreated {
+		t.Errorf("v2 put of /b as root by basic auth over alice's connection: %d", code)
+	}
+	if code := v2("GET", "/v2/keys/a/tls", "alice", "wrong"); code != http.StatusUnauthorized {
+		t.Errorf("v2 get with a wrong password over alice's connection: %d", code)
+	}
 	// Health checks do not need a user.
 	resp, err = hc.Get(m.ClientURL() + "/health")
 	if err != nil {
@@ -292,5 +321,214 @@ func TestAutoTLS(t *testing.T) {
 		"--listen-peer-urls", "http://127.0.0.1:0")
 	if err == nil || !strings.Contains(errOut, "--cert-file, --key-file") {
 		t.Errorf("https without certificates: %v %q", err, errOut)
+	}
+}
+
+// TestPeerAutoTLS runs a three-member cluster whose peers use
+// certificates each member made for itself (--peer-auto-tls): the peer
+// URLs are https, the members replicate, and a plain-text peer request is
+// refused.
+func TestPeerAutoTLS(t *testing.T) {
+	c := framework.StartCluster(t, 3, framework.Config{
+		Args:     []string{"--peer-auto-tls"},
+		Security: framework.Security{PeerTLS: true},
+	})
+	cli := c.Client(t)
+	ctx := ctx10(t)
+	if _, err := cli.Put(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range c.Members {
+		if !strings.HasPrefix(m.PeerURL(), "https://") {
+			t.Fatalf("peer URL %s", m.PeerURL())
+		}
+		if _, err := os.Stat(filepath.Join(m.DataDir(), "fixtures", "peer", "cert.pem")); err != nil {
+			t.Errorf("member %s: %v", m.Name(), err)
+		}
+		if resp, err := m.Client(t).Get(ctx, "k", clientv3.WithSerializable()); err != nil || len(resp.Kvs) != 1 {
+			t.Errorf("member %s: %v %v", m.Name(), resp, err)
+		}
+	}
+	plain := strings.Replace(c.Members[0].PeerURL(), "https://", "http://", 1) + "/members"
+	if resp, err := http.Get(plain); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Errorf("plain-text peer request was served")
+		}
+	}
+	// Every member can lead: the peers reach each other both ways.
+	for _, m := range c.Members {
+		if m == c.Leader(t) {
+			continue
+		}
+		if _, err := c.Leader(t).Client(t).MoveLeader(ctx, memberID(t, m)); err != nil {
+			t.Fatalf("move leader to %s: %v", m.Name(), err)
+		}
+		if _, err := cli.Put(ctx, "k", m.Name()); err != nil {
+			t.Fatalf("put with %s leading: %v", m.Name(), err)
+		}
+	}
+}
+
+// TestTLSPeerJoin adds a member to a cluster whose peers authenticate
+// each other with certificates: a member with a certificate from the
+// peer CA joins over https and serves; a real member whose certificate
+// comes from another CA cannot join (the cluster refuses its connections
+// though it trusts the cluster), and the cluster goes on without it.
+func TestTLSPeerJoin(t *testing.T) {
+	ca := newTestCA(t, "peer-ca")
+	rogue := newTestCA(t, "rogue")
+	cert, key := ca.issue(t, "member")
+	peerArgs := func(cert, key string) []string {
+		return []string{"--peer-cert-file", cert, "--peer-key-file", key, "--peer-trusted-ca-file", ca.File, "--peer-client-cert-auth"}
+	}
+	c := framework.StartCluster(t, 3, framework.Config{Args: peerArgs(cert, key), Security: framework.Security{PeerTLS: true}})
+	cli := c.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := cli.Put(ctx, "before", "v"); err != nil {
+		t.Fatal(err)
+	}
+	add := func(m *framework.Member) uint64 {
+		t.Helper()
+		var id uint64
+		poll(t, 30*time.Second, "the cluster to accept a new member", func() error {
+			actx, acancel := context.WithTimeout(ctx, 5*time.Second)
+			defer acancel()
+			resp, err := cli.MemberAdd(actx, []string{m.PeerURL()})
+			if err == nil {
+				id = resp.Member.ID
+			}
+			return err
+		})
+		return id
+	}
+
+	joiner := c.NewMember(t, "joiner")
+	if !strings.HasPrefix(joiner.PeerURL(), "https://") {
+		t.Fatalf("joiner peer URL %s", joiner.PeerURL())
+	}
+	add(joiner)
+	joiner.Restart(t)
+	c.Members = append(c.Members, joiner)
+	jc := joiner.Client(t)
+	if resp, err := jc.Get(ctx, "before"); err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("the joined member: %v %v", resp, err)
+	}
+	if _, err := jc.Put(ctx, "through-joiner", "v"); err != nil {
+		t.Fatalf("a write through the joined member: %v", err)
+	}
+
+	// A member with a certificate from another CA: its own arguments
+	// come last and win.
+	rc, rk := rogue.issue(t, "member")
+	intruder := c.NewMember(t, "intruder")
+	intruderID := add(intruder)
+	intruder.AppendArgs(peerArgs(rc, rk)...)
+	intruder.Launch(t)
+	// It must not get in: polled for a while, it never serves, and the
+	// cluster never sees it started.
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) && intruder.Running() {
+		ictx, icancel := context.WithTimeout(ctx, time.Second)
+		_, err := intruder.Client(t).Get(ictx, "before")
+		icancel()
+		if err == nil {
+			t.Fatal("a member with a certificate from another CA joined and serves")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if intruder.Running() {
+		intruder.Kill(t)
+	} else {
+		code := intruder.WaitExit(t, time.Second)
+		logs := intruder.Logs()
+		if i := strings.Index(logs, "Error:"); i >= 0 {
+			logs = logs[i:]
+		}
+		t.Logf("the intruder exited with status %d: %.300s", code, logs)
+		if code == 0 || !strings.Contains(logs, "certificate") {
+			t.Errorf("the intruder exited with status %d, not for its certificate", code)
+		}
+	}
+	ml, err := cli.MemberList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ml.Members {
+		if m.ID == intruderID && m.Name != "" {
+			t.Errorf("the intruder published itself as %q", m.Name)
+		}
+	}
+	// The cluster works (the intruder, a voter that never started, is
+	// taken out first so that the quorum does not depend on it).
+	if _, err := cli.MemberRemove(ctx, intruderID); err != nil {
+		t.Fatalf("remove the intruder: %v", err)
+	}
+	if _, err := cli.Put(ctx, "after", "v"); err != nil {
+		t.Fatalf("a write after the intruder: %v", err)
+	}
+}
+
+// TestTLSDiscovery bootstraps a cluster through a discovery service
+// served over https, whose CA the members trust through the system's
+// trust store (SSL_CERT_FILE), as etcd's discovery does.
+func TestTLSDiscovery(t *testing.T) {
+	ca := newTestCA(t, "discovery-ca")
+	cert, key := ca.issue(t, "discovery")
+	ds := framework.Start(t, framework.Config{
+		Name:     "discovery",
+		Args:     []string{"--cert-file", cert, "--key-file", key},
+		Security: framework.Security{ClientTLS: ca.clientTLS(t, "", "")},
+	})
+	if !strings.HasPrefix(ds.ClientURL(), "https://") {
+		t.Fatalf("discovery URL %s", ds.ClientURL())
+	}
+	token := "tls-discovery-token"
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: ca.clientTLS(t, "", "")}}
+	req, _ := http.NewRequest("PUT", ds.ClientURL()+"/v2/keys/discovery/"+token+"/_config/size", strings.NewReader("value=3"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("size key: %d", resp.StatusCode)
+	}
+	c := framework.StartDiscovery(t, 3, framework.Config{Name: "d", Env: []string{"SSL_CERT_FILE=" + ca.File}},
+		ds.ClientURL()+"/v2/keys/discovery/"+token)
+	ctx := ctx10(t)
+	ml, err := c.Client(t).MemberList(ctx)
+	if err != nil || len(ml.Members) != 3 {
+		t.Fatalf("members: %v %v", ml, err)
+	}
+	if _, err := c.Client(t).Put(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Without the CA, a member cannot reach the service: it fails with
+	// the certificate error, and does not start a cluster of its own.
+	token2 := "tls-discovery-untrusted"
+	req, _ = http.NewRequest("PUT", ds.ClientURL()+"/v2/keys/discovery/"+token2+"/_config/size", strings.NewReader("value=1"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if resp, err = hc.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	// It retries, as etcd does, until stopped.
+	dir := t.TempDir()
+	sctx, scancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer scancel()
+	cmd := exec.CommandContext(sctx, framework.CairnBinary(t), "serve", "--name", "x", "--data-dir", dir,
+		"--listen-client-urls", "http://127.0.0.1:0", "--advertise-client-urls", "http://127.0.0.1:2379",
+		"--listen-peer-urls", "http://127.0.0.1:0", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
+		"--discovery", ds.ClientURL()+"/v2/keys/discovery/"+token2)
+	var errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &errOut, &errOut
+	err = cmd.Run()
+	if err == nil || !strings.Contains(errOut.String(), "x509: certificate signed by unknown authority") ||
+		strings.Contains(errOut.String(), `"serving"`) {
+		t.Errorf("discovery over https with an untrusted CA: %v %q", err, errOut.String())
 	}
 }

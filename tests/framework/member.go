@@ -597,3 +597,10 @@ func (m *Member) MovePeerURL(t testing.TB) string {
 	}
 	return m.PeerURL()
 }
+
+// AppendArgs appends flags to the member's command line for its next
+// start; the last occurrence of a flag wins, so they can override the
+// cluster's (a member of Cluster.NewMember with certificates of its own).
+func (m *Member) AppendArgs(args ...string) {
+	m.args = append(m.args, args...)
+}
