@@ -12,6 +12,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/cairn-io/cairn/tests/framework"
 )
@@ -351,5 +352,135 @@ func TestAuthPermissions(t *testing.T) {
 	}
 	if _, err := anon.Get(ctx, "/b"); err != nil {
 		t.Errorf("get with auth off: %v", err)
+	}
+}
+
+// TestAuthTokenLifecycle: simple tokens expire after --auth-token-ttl
+// without use (each use extends them), and a password change, a user's
+// deletion, or auth being disabled ends them, with etcd's errors; a
+// clientv3 client logs in again by itself. Run against cairn and etcd
+// 3.6, which must agree.
+func TestAuthTokenLifecycle(t *testing.T) {
+	for _, srv := range []string{"cairn", "etcd"} {
+		t.Run(srv, func(t *testing.T) {
+			cfg := framework.Config{Security: rootSecurity, Args: []string{"--auth-token-ttl", "3"}}
+			if srv == "etcd" {
+				cfg.Binary = framework.EtcdBinary(t)
+			}
+			m := framework.Start(t, cfg)
+			root := m.Client(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			if _, err := root.Put(ctx, "k1", "v"); err != nil {
+				t.Fatal(err)
+			}
+			setupAuth(t, root)
+			anon, err := clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer anon.Close()
+			login := func(user, password string) string {
+				t.Helper()
+				resp, err := anon.Authenticate(ctx, user, password)
+				if err != nil {
+					t.Fatalf("login %s: %v", user, err)
+				}
+				return resp.Token
+			}
+			get := func(token string) error {
+				tctx := metadata.NewOutgoingContext(ctx, metadata.Pairs(rpctypes.TokenFieldNameGRPC, token))
+				_, err := anon.Get(tctx, "k1")
+				return err
+			}
+			refused := func(what, token string) {
+				t.Helper()
+				if err := get(token); !errors.Is(err, rpctypes.ErrInvalidAuthToken) {
+					t.Errorf("%s: %v, want %v", what, err, rpctypes.ErrInvalidAuthToken)
+				}
+			}
+
+			// waitExpired leaves token unused for longer and longer (a use
+			// extends it) until it is refused as expired.
+			waitExpired := func(what, token string) {
+				t.Helper()
+				for idle := 500 * time.Millisecond; ; idle *= 2 {
+					if idle > 20*time.Second {
+						t.Fatalf("%s: still valid after %v unused, with a TTL of 3s", what, idle/2)
+					}
+					time.Sleep(idle)
+					err := get(token)
+					if errors.Is(err, rpctypes.ErrInvalidAuthToken) {
+						return
+					}
+					if err != nil {
+						t.Fatalf("%s: %v", what, err)
+					}
+				}
+			}
+
+			// Used every few hundred milliseconds, a token outlives its
+			// TTL; left alone, it expires.
+			tok := login("alice", "alicepw")
+			for range 15 {
+				if err := get(tok); err != nil {
+					t.Fatalf("a token in use: %v", err)
+				}
+				time.Sleep(300 * time.Millisecond)
+			}
+			waitExpired("an unused token", tok)
+
+			// A client with credentials logs in again by itself once its
+			// token expired. Its token is not visible; one made after its
+			// last use stands for it.
+			alice := authClient(t, []string{m.Endpoint()}, nil, "alice", "alicepw")
+			if _, err := alice.Get(ctx, "k1"); err != nil {
+				t.Fatal(err)
+			}
+			waitExpired("a token made after alice's client was last used", login("alice", "alicepw"))
+			if _, err := alice.Get(ctx, "k1"); err != nil {
+				t.Errorf("alice's client after its token expired: %v", err)
+			}
+
+			// A new password ends the user's tokens (and only hers).
+			tok = login("alice", "alicepw")
+			bobTok := login("bob", "bobpw")
+			if _, err := root.UserChangePassword(ctx, "alice", "alicepw2"); err != nil {
+				t.Fatal(err)
+			}
+			// bob has no permission on k1: his token is valid, his read
+			// denied.
+			if err := get(bobTok); !errors.Is(err, rpctypes.ErrPermissionDenied) {
+				t.Errorf("bob's token after alice's password changed: %v", err)
+			}
+			refused("alice's token after her password changed", tok)
+			if _, err := anon.Authenticate(ctx, "alice", "alicepw"); !errors.Is(err, rpctypes.ErrAuthFailed) {
+				t.Errorf("alice's old password: %v", err)
+			}
+			tok = login("alice", "alicepw2")
+			if err := get(tok); err != nil {
+				t.Errorf("alice's token with her new password: %v", err)
+			}
+
+			// Deleting a user ends her tokens.
+			if _, err := root.UserDelete(ctx, "alice"); err != nil {
+				t.Fatal(err)
+			}
+			refused("alice's token after she was deleted", tok)
+
+			// A token from before auth was disabled is not valid once it is
+			// enabled again.
+			bobTok = login("bob", "bobpw")
+			if _, err := root.AuthDisable(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := root.AuthEnable(ctx); err != nil {
+				t.Fatal(err)
+			}
+			refused("bob's token from before auth was disabled", bobTok)
+			if err := get(login("bob", "bobpw")); err != nil && !errors.Is(err, rpctypes.ErrPermissionDenied) {
+				t.Errorf("bob's new token: %v", err)
+			}
+		})
 	}
 }
