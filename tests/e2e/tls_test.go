@@ -297,7 +297,8 @@ func TestTLSPeers(t *testing.T) {
 }
 
 // TestAutoTLS makes its own certificates in <data-dir>/fixtures, and an
-// https URL without certificates is refused with a clear error.
+// https URL without certificates, or client certificates without a CA,
+// are refused with a clear error.
 func TestAutoTLS(t *testing.T) {
 	m := framework.Start(t, framework.Config{
 		Args:     []string{"--auto-tls", "--peer-auto-tls"},
@@ -321,6 +322,22 @@ func TestAutoTLS(t *testing.T) {
 		"--listen-peer-urls", "http://127.0.0.1:0")
 	if err == nil || !strings.Contains(errOut, "--cert-file, --key-file") {
 		t.Errorf("https without certificates: %v %q", err, errOut)
+	}
+
+	// Client certificates without the CA to check them with are refused
+	// (docs/security.md; etcd would check them against the system's
+	// trust store).
+	ca := newTestCA(t, "ca")
+	cert, key := ca.issue(t, "server")
+	for _, prefix := range []string{"", "peer-"} {
+		_, errOut, err = framework.Cairn(t, "serve", "--data-dir", t.TempDir(),
+			"--listen-client-urls", "https://127.0.0.1:0", "--advertise-client-urls", "https://127.0.0.1:2379",
+			"--listen-peer-urls", "https://127.0.0.1:0", "--initial-advertise-peer-urls", "https://127.0.0.1:2380",
+			"--"+prefix+"cert-file", cert, "--"+prefix+"key-file", key, "--"+prefix+"client-cert-auth", "--auto-tls", "--peer-auto-tls")
+		want := "--" + prefix + "client-cert-auth needs --" + prefix + "trusted-ca-file to verify client certificates with"
+		if err == nil || !strings.Contains(errOut, want) {
+			t.Errorf("--%sclient-cert-auth without a CA: %v %q, want %q", prefix, err, errOut, want)
+		}
 	}
 }
 
