@@ -138,31 +138,33 @@ func (c *pwCache) put(k pwKey, hash []byte, now time.Time) {
 }
 
 // check compares password with the stored hash for a caller from source.
-func (p *passwordChecker) check(ctx context.Context, source, user, password string, hash []byte) (bool, error) {
+// compared reports whether this call ran the comparison (not a
+// remembered or shared result).
+func (p *passwordChecker) check(ctx context.Context, source, user, password string, hash []byte) (ok, compared bool, err error) {
 	k := p.key(user, password)
 	for {
 		p.mu.Lock()
 		if ok, hit := p.cachedLocked(k, hash); hit {
 			p.mu.Unlock()
-			return ok, nil
+			return ok, false, nil
 		}
 		if c := p.inflight[k]; c != nil && bytes.Equal(c.hash, hash) {
 			p.mu.Unlock()
 			select {
 			case <-c.done:
 				if c.err == nil {
-					return c.ok, nil
+					return c.ok, false, nil
 				}
 				// The first caller gave up (refused, or its context
 				// ended); check for ourselves.
 				continue
 			case <-ctx.Done():
-				return false, ctx.Err()
+				return false, false, ctx.Err()
 			}
 		}
 		if p.sources[source] >= p.maxPerSource {
 			p.mu.Unlock()
-			return false, ErrTooManyRequests
+			return false, false, ErrTooManyRequests
 		}
 		c := &pwCall{hash: hash, done: make(chan struct{})}
 		p.inflight[k] = c
@@ -191,7 +193,7 @@ func (p *passwordChecker) check(ctx context.Context, source, user, password stri
 		c.err = err
 		close(c.done)
 		p.mu.Unlock()
-		return c.ok, err
+		return c.ok, err == nil, err
 	}
 }
 
@@ -283,12 +285,15 @@ func (s *Store) CheckPassword(ctx context.Context, name, password string) (Passw
 	if u.Options != nil && u.Options.NoPassword {
 		return PasswordCheck{}, ErrNoPasswordUser
 	}
-	ok, err := s.pw.check(ctx, sourceOf(ctx), name, password, u.Password)
+	ok, compared, err := s.pw.check(ctx, sourceOf(ctx), name, password, u.Password)
 	if err != nil {
 		return PasswordCheck{}, err
 	}
 	if !ok {
-		s.lg.Info("invalid password", "user-name", name)
+		if compared {
+			// Once per wrong password, not per repetition.
+			s.lg.Info("invalid password", "user-name", name)
+		}
 		return PasswordCheck{}, ErrAuthFailed
 	}
 	return PasswordCheck{Revision: rev, hash: u.Password}, nil
