@@ -89,6 +89,12 @@ func (s *Server) V2Do(ctx context.Context, r *pb.Request) (*v2store.Event, *v2st
 		}
 		return s.v2Visible(ctx, r, res.resp.(*v2store.Event)), nil, nil
 	case "QGET":
+		if s.authStore.IsEnabled() {
+			// Credentials first: a refused client costs no read index.
+			if _, err := s.v2AuthInfo(ctx); err != nil {
+				return nil, nil, err
+			}
+		}
 		if err := s.linearizableReadNotify(ctx); err != nil {
 			return nil, nil, err
 		}
