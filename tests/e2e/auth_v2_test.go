@@ -58,7 +58,8 @@ func TestAuthV2(t *testing.T) {
 	m := framework.Start(t, framework.Config{Security: rootSecurity})
 	base := m.ClientURL()
 	root := m.Client(t)
-	ctx := ctx10(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 
 	// v2 data, written before auth is on.
 	for _, kv := range [][2]string{{"/a/1", "one"}, {"/a/d/x", "x"}, {"/p/mine", "m"}, {"/p/theirs", "secret"}, {"/b", "b"}, {"/wo", "secret"}} {
@@ -199,7 +200,7 @@ func TestAuthV2(t *testing.T) {
 
 	// Watches: refused at once on a key or subtree she may not read;
 	// delivered on her own.
-	for _, target := range []string{"/v2/keys/b?wait=true", "/v2/keys/a?wait=true&recursive=true", "/v2/keys/p?wait=true&recursive=true", "/v2/keys/?wait=true&recursive=true", "/v2/keys/p/theirs?wait=true&waitIndex=1"} {
+	for _, target := range []string{"/v2/keys/b?wait=true", "/v2/keys/p?wait=true&recursive=true", "/v2/keys/?wait=true&recursive=true", "/v2/keys/p/theirs?wait=true&waitIndex=1"} {
 		if got := v2As(t, "alice", "alicepw", "GET", base, target, nil); got.status != 401 || got.body != v2KeyNoAuth {
 			t.Errorf("alice watch %s: %d %s", target, got.status, got.body)
 		}
@@ -234,7 +235,8 @@ func TestAuthV2(t *testing.T) {
 	events := make(chan *clientv2.Response, 1)
 	errc := make(chan error, 1)
 	go func() {
-		r, err := kapi.Watcher("/a/1", nil).Next(wctx)
+		// Her directory, recursively: her prefix /a/ is enough.
+		r, err := kapi.Watcher("/a", &clientv2.WatcherOptions{Recursive: true}).Next(wctx)
 		if err != nil {
 			errc <- err
 			return
