@@ -1,6 +1,7 @@
 package lease
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"testing"
@@ -71,7 +72,7 @@ func FuzzLoad(f *testing.F) {
 		le.Checkpoints(time.Second)
 		clock.advance(time.Duration(min(max(ttl, 0), 1000)) * time.Second)
 		le.Expired(10, time.Second)
-		le.Renew(id)
+		le.Renew(context.Background(), id)
 
 		// What was loaded persists back to the same record.
 		db2 := openFuzzDB(t)

@@ -14,6 +14,7 @@ package lease
 
 import (
 	"container/heap"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -55,6 +56,11 @@ type Config struct {
 	MinTTL int64
 	// Clock defaults to the real clock.
 	Clock Clock
+	// Checkpoint records a remaining TTL of lease id through raft and
+	// returns once this member applied it (which calls Lessor.Checkpoint).
+	// Renew uses it to clear a checkpointed remaining TTL on every member,
+	// as etcd does. When nil, Renew clears it on this member only.
+	Checkpoint func(ctx context.Context, id, remaining int64) error
 }
 
 // Lease is one lease as the table holds it.
@@ -285,24 +291,53 @@ func (le *Lessor) remainingLocked(l *Lease) int64 {
 }
 
 // Renew restarts lease id's TTL and returns it. Only the leader renews.
-func (le *Lessor) Renew(id int64) (int64, error) {
+//
+// A lease with a checkpointed remaining TTL has that checkpoint cleared
+// through Config.Checkpoint first, before the renewal counts: otherwise
+// the other members, and this one after a restart, would still hold the
+// old remaining TTL, and a new leader would expire the lease early. Only
+// leases with a checkpoint pay for a raft round, so a lease costs at most
+// two entries per checkpoint interval.
+func (le *Lessor) Renew(ctx context.Context, id int64) (int64, error) {
+	le.mu.RLock()
+	l, err := le.renewableLocked(id)
+	clear := err == nil && le.cfg.Checkpoint != nil && l.RemainingTTL > 0
+	le.mu.RUnlock()
+	if err != nil {
+		return 0, err
+	}
+	if clear {
+		if err := le.cfg.Checkpoint(ctx, id, 0); err != nil {
+			return 0, fmt.Errorf("lease: clear the checkpointed TTL of %x: %w", id, err)
+		}
+	}
 	le.mu.Lock()
 	defer le.mu.Unlock()
-	if !le.primary {
-		return 0, ErrNotPrimary
-	}
-	l, ok := le.leases[id]
-	if !ok {
-		return 0, ErrNotFound
-	}
-	// A lease already past its expiry is being revoked; renewing it now
-	// would resurrect it on this member only.
-	if !l.expiry.IsZero() && !l.expiry.After(le.cfg.Clock.Now()) {
-		return 0, ErrNotFound
+	// Leadership or the lease may have gone while the checkpoint was in
+	// raft.
+	if l, err = le.renewableLocked(id); err != nil {
+		return 0, err
 	}
 	l.RemainingTTL = 0
 	le.refreshLocked(l, 0)
 	return l.TTL, nil
+}
+
+// renewableLocked returns lease id if this lessor may renew it.
+func (le *Lessor) renewableLocked(id int64) (*Lease, error) {
+	if !le.primary {
+		return nil, ErrNotPrimary
+	}
+	l, ok := le.leases[id]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	// A lease already past its expiry is being revoked; renewing it now
+	// would resurrect it on this member only.
+	if !l.expiry.IsZero() && !l.expiry.After(le.cfg.Clock.Now()) {
+		return nil, ErrNotFound
+	}
+	return l, nil
 }
 
 // refreshLocked gives l a full remaining TTL from now, plus extend.

@@ -1,6 +1,7 @@
 package lease
 
 import (
+	"context"
 	"errors"
 	"reflect"
 	"sync"
@@ -127,7 +128,7 @@ func TestExpiryOnlyOnPrimary(t *testing.T) {
 	if got := le.Expired(10, time.Second); got != nil {
 		t.Fatalf("a secondary expired leases: %v", got)
 	}
-	if _, err := le.Renew(1); !errors.Is(err, ErrNotPrimary) {
+	if _, err := le.Renew(context.Background(), 1); !errors.Is(err, ErrNotPrimary) {
 		t.Fatalf("renew on a secondary: %v", err)
 	}
 
@@ -144,7 +145,7 @@ func TestExpiryOnlyOnPrimary(t *testing.T) {
 	if got := le.Expired(10, 3*time.Second); len(got) != 0 {
 		t.Fatalf("reported again before the retry: %v", got)
 	}
-	if _, err := le.Renew(1); !errors.Is(err, ErrNotFound) {
+	if _, err := le.Renew(context.Background(), 1); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("renewing an expired lease: %v, want ErrNotFound", err)
 	}
 	clk.advance(3 * time.Second)
@@ -164,7 +165,7 @@ func TestRenewAndPromoteKeepAliveLeases(t *testing.T) {
 	})
 	for i := 0; i < 5; i++ {
 		clk.advance(8 * time.Second)
-		if ttl, err := le.Renew(1); err != nil || ttl != 10 {
+		if ttl, err := le.Renew(context.Background(), 1); err != nil || ttl != 10 {
 			t.Fatalf("renew %d: ttl %d err %v", i, ttl, err)
 		}
 		if got := le.Expired(10, time.Second); len(got) != 0 {
@@ -216,8 +217,81 @@ func TestCheckpointShortensTheNextLeadersTTL(t *testing.T) {
 		t.Fatalf("expired %v, want both, the earlier expiry first", got)
 	}
 	// A renewal clears the checkpoint.
-	if _, err := le.Renew(1); !errors.Is(err, ErrNotFound) {
+	if _, err := le.Renew(context.Background(), 1); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("renew of an expired lease: %v", err)
+	}
+}
+
+// TestRenewClearsTheCheckpointEverywhere renews a lease that has a
+// checkpointed remaining TTL. The renewal must clear the checkpoint through
+// raft (Config.Checkpoint), so that a lessor loaded afterwards from storage
+// (a follower's, or the leader's own after a restart) gives the lease its
+// full TTL when it becomes primary, not what was left at the checkpoint.
+func TestRenewClearsTheCheckpointEverywhere(t *testing.T) {
+	db := openDB(t, vfs.NewMem())
+	clk := &fakeClock{now: time.Unix(1000, 0)}
+	var le *Lessor
+	var proposed []int64 // remaining TTLs sent through "raft"
+	var failWith error
+	le = New(Config{MinTTL: 1, Clock: clk, Checkpoint: func(ctx context.Context, id, remaining int64) error {
+		if failWith != nil {
+			return failWith
+		}
+		proposed = append(proposed, remaining)
+		apply(t, db, func(b *pebble.Batch) error { return le.Checkpoint(b, id, remaining) })
+		return nil
+	}})
+	le.Promote(0)
+	apply(t, db, func(b *pebble.Batch) error {
+		_, err := le.Grant(b, 1, 600)
+		return err
+	})
+	clk.advance(400 * time.Second)
+	cps := le.Checkpoints(5 * time.Minute)
+	if !reflect.DeepEqual(cps, map[int64]int64{1: 200}) {
+		t.Fatalf("checkpoints %v, want lease 1 at 200s", cps)
+	}
+	apply(t, db, func(b *pebble.Batch) error { return le.Checkpoint(b, 1, cps[1]) })
+
+	// A renewal whose checkpoint cannot be cleared fails and renews nothing.
+	failWith = errors.New("no leader")
+	if _, err := le.Renew(context.Background(), 1); !errors.Is(err, failWith) {
+		t.Fatalf("renew with the checkpoint proposal failing: %v, want it to wrap %v", err, failWith)
+	}
+	if _, left, _ := le.TimeToLive(1, false); left != 200*time.Second {
+		t.Fatalf("a failed renewal left %v to live, want the 200s from before", left)
+	}
+	failWith = nil
+
+	if ttl, err := le.Renew(context.Background(), 1); err != nil || ttl != 600 {
+		t.Fatalf("renew: ttl %d, err %v", ttl, err)
+	}
+	if !reflect.DeepEqual(proposed, []int64{0}) {
+		t.Fatalf("renewal proposed checkpoints %v, want one clearing it (0)", proposed)
+	}
+	// Nothing left to clear: the next renewal stays off raft.
+	clk.advance(10 * time.Second)
+	if _, err := le.Renew(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	if len(proposed) != 1 {
+		t.Fatalf("a renewal without a checkpoint to clear went through raft: proposed %v in all", proposed)
+	}
+
+	// Another lessor loads the table from the same storage and becomes
+	// primary, as a follower does when the leader dies.
+	next := New(Config{MinTTL: 1, Clock: clk})
+	if err := next.Load(db); err != nil {
+		t.Fatal(err)
+	}
+	next.Promote(0)
+	clk.advance(599 * time.Second)
+	if got := next.Expired(10, time.Second); len(got) != 0 {
+		t.Fatalf("the new primary expired %v 599s into a renewed 600s TTL: the old checkpoint survived the renewal", got)
+	}
+	clk.advance(2 * time.Second)
+	if got := next.Expired(10, time.Second); !reflect.DeepEqual(got, []int64{1}) {
+		t.Fatalf("expired %v after the full TTL, want [1]", got)
 	}
 }
 

@@ -66,7 +66,7 @@ func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 	if err := s.waitApplied(s.CommittedIndex()); err != nil {
 		return -1, err
 	}
-	ttl, err := s.lessor.Renew(id)
+	ttl, err := s.lessor.Renew(ctx, id)
 	switch {
 	case errors.Is(err, lease.ErrNotFound):
 		return 0, nil
@@ -76,6 +76,16 @@ func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 		return -1, err
 	}
 	return ttl, nil
+}
+
+// proposeLeaseCheckpoint records one remaining TTL through raft and waits
+// until this member applied it. The lessor calls it to clear a lease's
+// checkpoint when the lease is renewed; the member makes that proposal on
+// its own behalf, whoever sent the keep-alive.
+func (s *Server) proposeLeaseCheckpoint(ctx context.Context, id, remaining int64) error {
+	req := &pb.LeaseCheckpointRequest{Checkpoints: []*pb.LeaseCheckpoint{{ID: id, Remaining_TTL: remaining}}}
+	_, err := s.proposeResult(auth.AsInternal(ctx), &pb.InternalRaftRequest{LeaseCheckpoint: req})
+	return err
 }
 
 // LeaseTimeToLive reports a lease's granted and remaining TTL, and its keys

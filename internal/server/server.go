@@ -405,7 +405,7 @@ func (s *Server) bootstrap() error {
 		return err
 	}
 	// Leases load before the store, whose restore re-attaches keys.
-	s.lessor = lease.New(lease.Config{MinTTL: cfg.MinLeaseTTL()})
+	s.lessor = lease.New(lease.Config{MinTTL: cfg.MinLeaseTTL(), Checkpoint: s.proposeLeaseCheckpoint})
 	if err := s.lessor.Load(s.db.Pebble()); err != nil {
 		return err
 	}
