@@ -47,6 +47,7 @@ type serveFlags struct {
 	enablePprof              bool
 	cors                     string
 	hostWhitelist            string
+	metrics                  string
 	security                 securityFlags // TLS and auth (serve_security.go)
 }
 
@@ -108,6 +109,7 @@ too, so existing etcd units work. A flag on the command line wins.`,
 	fs.BoolVar(&f.enablePprof, "enable-pprof", true, "Serve runtime profiling data via HTTP at /debug/pprof on the client port.")
 	fs.StringVar(&f.cors, "cors", "*", "Comma-separated white list of origins for CORS, or cross-origin resource sharing, (empty or * means allow all).")
 	fs.StringVar(&f.hostWhitelist, "host-whitelist", "*", "Comma-separated acceptable hostnames from HTTP client requests, if server is not secure (empty means allow all).")
+	fs.StringVar(&f.metrics, "metrics", "basic", "Set level of detail for exported metrics, specify 'extensive' to include server side grpc histogram metrics.")
 	f.security.addFlags(fs)
 	return cmd
 }
@@ -263,6 +265,12 @@ func (f *serveFlags) config(fs *pflag.FlagSet) (embed.Config, error) {
 		return cfg, err
 	}
 	cfg.HostWhitelist = splitList(f.hostWhitelist)
+	switch f.metrics {
+	case "basic", "extensive":
+		cfg.ExtensiveMetrics = f.metrics == "extensive"
+	default:
+		return cfg, fmt.Errorf("invalid value %q for flag --metrics: must be basic or extensive", f.metrics)
+	}
 	if err := f.security.apply(&cfg); err != nil {
 		return cfg, err
 	}

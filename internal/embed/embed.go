@@ -48,6 +48,9 @@ type Config struct {
 	// name in its Host header (--host-whitelist). Empty or "*" accepts
 	// every host, etcd's default.
 	HostWhitelist []string
+	// ExtensiveMetrics is --metrics=extensive: /metrics also has the gRPC
+	// handling-time histogram.
+	ExtensiveMetrics bool
 	// TLS holds the certificates of https listen URLs (tls.go).
 	TLS TLSConfig
 	// Logger defaults to slog.Default().
@@ -135,6 +138,7 @@ func Start(cfg Config) (*Member, error) {
 		MaxRequestBytes:       int(m.Server.Config().MaxRequestBytes),
 		MaxTxnOps:             cfg.MaxTxnOps,
 		WatchProgressInterval: m.Server.Config().WatchProgressNotifyInterval,
+		ExtensiveMetrics:      cfg.ExtensiveMetrics,
 		Logger:                m.lg,
 	})
 	mux := http.NewServeMux()

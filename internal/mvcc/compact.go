@@ -3,6 +3,7 @@ package mvcc
 import (
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -40,6 +41,7 @@ func (s *Store) Compact(b *pebble.Batch, rev int64) (<-chan struct{}, error) {
 		// earlier one is finished when the merged job is.
 		job.dropped = append(s.queuedJob.dropped, job.dropped...)
 		job.merged = append(s.queuedJob.merged, s.queuedJob.done)
+		job.start = s.queuedJob.start
 	}
 	s.queuedJob = &job
 	return job.done, nil
@@ -48,11 +50,15 @@ func (s *Store) Compact(b *pebble.Batch, rev int64) (<-chan struct{}, error) {
 // compactIndex moves the compaction revision to rev and removes from the
 // index every revision no read at or after rev can see.
 func (s *Store) compactIndex(rev int64) compactJob {
+	start := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.idxMu.Lock()
 	defer s.idxMu.Unlock()
-	return s.compactIndexLocked(rev)
+	job := s.compactIndexLocked(rev)
+	job.start = start
+	metricIndexCompactionPauseMs.Observe(float64(time.Since(start)) / float64(time.Millisecond))
+	return job
 }
 
 // compactIndexLocked is compactIndex for callers holding mu and idxMu.
@@ -135,6 +141,11 @@ func (s *Store) deleteRevisions(job compactJob) {
 	}
 	b.Close()
 	s.lg.Debug("compaction finished", "revision", job.rev, "deleted", len(job.dropped))
+	metricDBCompactionKeys.Add(float64(len(job.dropped)))
+	metricDBCompactionLast.Set(float64(time.Now().Unix()))
+	if !job.start.IsZero() {
+		metricDBCompactionTotalMs.Observe(float64(time.Since(job.start)) / float64(time.Millisecond))
+	}
 	if s.reclaim != nil && len(job.dropped) > 0 {
 		var bytes int64
 		for _, r := range job.dropped {

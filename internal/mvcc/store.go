@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"math"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -147,6 +148,9 @@ type compactJob struct {
 	// merged holds the done channels of earlier compactions in the same
 	// batch, whose revisions this job deletes too.
 	merged []chan struct{}
+	// start is when the compaction was applied (zero for one a restart
+	// resumes).
+	start time.Time
 }
 
 // New opens the store over cfg.Backend, rebuilding the index from the

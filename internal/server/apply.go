@@ -110,7 +110,6 @@ func (s *Server) flush(ab *applyBatch) error {
 	s.hub.Notify(s.kv.Publish())
 	s.appliedIndex.Store(ab.index)
 	s.appliedTerm.Store(ab.term)
-	metricApplied.Add(float64(len(ab.done)))
 	if ab.peersChanged {
 		s.syncPeers()
 		ab.peersChanged = false

@@ -260,6 +260,7 @@ func (s *Server) PeerHandler() http.Handler {
 		th := s.transport.Handler()
 		mux.Handle(transport.StreamPath, th)
 		mux.Handle(transport.SnapshotPath, th)
+		mux.Handle(transport.ProbePath, th)
 	}
 	mux.HandleFunc("/members", s.serveMembers)
 	mux.HandleFunc(memberChangePath, s.serveMemberChange)

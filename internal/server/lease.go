@@ -175,7 +175,10 @@ func (s *Server) leaseExpiryLoop() {
 				ctx, cancel := context.WithTimeout(auth.AsInternal(context.Background()), s.cfg.ReqTimeout())
 				defer cancel()
 				_, err := s.LeaseRevoke(ctx, &pb.LeaseRevokeRequest{ID: id})
-				if err != nil && !errors.Is(err, lease.ErrNotFound) {
+				switch {
+				case err == nil:
+					metricLeaseExpired.Inc()
+				case !errors.Is(err, lease.ErrNotFound):
 					s.lg.Warn("revoking an expired lease", "lease", id, "err", err)
 				}
 			}(id)

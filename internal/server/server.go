@@ -455,7 +455,7 @@ func (s *Server) bootstrap() error {
 		ElectionTicks:  electionTicks,
 		HeartbeatTicks: 1,
 		Persister:      s.db,
-		Transport:      s.v2.stats.sender(s.transport),
+		Transport:      newHeartbeatMonitor(s.v2.stats.sender(s.transport), cfg.TickInterval, s.lg),
 		OnDrop:         s.onDrop,
 		OnReadState:    s.onReadState,
 		OnLeaderChange: s.onLeaderChange,

@@ -56,6 +56,8 @@ type peer struct {
 	id    uint64
 	msgc  chan raftpb.Message
 	snapc chan raftpb.Message
+	// sentFailures counts the messages to this peer that were dropped.
+	sentFailures prometheus.Counter
 
 	mu       sync.Mutex
 	urls     []string
@@ -65,7 +67,7 @@ type peer struct {
 }
 
 func newPeer(t *Transport, id uint64, urls []string) *peer {
-	return &peer{
+	p := &peer{
 		t:     t,
 		id:    id,
 		msgc:  make(chan raftpb.Message, t.cfg.QueueLength),
@@ -73,6 +75,8 @@ func newPeer(t *Transport, id uint64, urls []string) *peer {
 		urls:  append([]string(nil), urls...),
 		stopc: make(chan struct{}),
 	}
+	p.sentFailures = metricPeerSentFailures.WithLabelValues(fmt.Sprintf("%x", id))
+	return p
 }
 
 func (p *peer) setURLs(urls []string) {
@@ -144,6 +148,7 @@ func (p *peer) streamLoop() {
 				return
 			case <-p.msgc:
 				metricDropped.Inc()
+				p.sentFailures.Inc()
 				p.t.cfg.Raft.ReportUnreachable(p.id)
 			case <-timer.C:
 				break drain

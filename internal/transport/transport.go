@@ -163,6 +163,7 @@ func (t *Transport) Send(msgs []raftpb.Message) {
 		case p.msgc <- m:
 		default:
 			metricDropped.Inc()
+			p.sentFailures.Inc()
 			t.cfg.Raft.ReportUnreachable(m.To)
 		}
 	}
@@ -186,9 +187,10 @@ func (t *Transport) AddPeer(id uint64, urls []string) {
 	}
 	p := newPeer(t, id, urls)
 	t.peers[id] = p
-	t.wg.Add(2)
+	t.wg.Add(3)
 	go p.streamLoop()
 	go p.snapshotLoop()
+	go p.probeLoop()
 }
 
 // RemovePeer stops sending to member id.
@@ -299,6 +301,7 @@ func (t *Transport) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(StreamPath, t.serveStream)
 	mux.HandleFunc(SnapshotPath, t.serveSnapshot)
+	mux.HandleFunc(ProbePath, serveProbe)
 	return mux
 }
 

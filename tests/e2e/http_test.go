@@ -3,12 +3,19 @@ package e2e
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -84,6 +91,222 @@ func TestHTTPEndpoints(t *testing.T) {
 			}
 		}
 	}
+
+	// The values mean what etcd's do: the applied and committed indexes
+	// (equal once the member has caught up, and still after a restart),
+	// fsyncs counted, the database measured.
+	cli := m.Client(t)
+	ctx := deadlineCtx(t, 2*time.Minute)
+	if _, err := cli.Put(ctx, "metrics", "v"); err != nil {
+		t.Fatal(err)
+	}
+	var applied float64
+	indexesMeet := func(after float64) func() error {
+		return func() error {
+			fams := scrapeMetrics(t, base)
+			committed := metricValue(t, fams, "etcd_server_proposals_committed_total")
+			applied = metricValue(t, fams, "etcd_server_proposals_applied_total")
+			if applied != committed || applied <= after {
+				return fmt.Errorf("proposals applied %v, committed %v: want them equal and above %v", applied, committed, after)
+			}
+			return nil
+		}
+	}
+	poll(t, 30*time.Second, "applied meets committed after a put", indexesMeet(0))
+	fams := scrapeMetrics(t, base)
+	if n := histogramCount(t, fams, "etcd_disk_wal_fsync_duration_seconds"); n == 0 {
+		t.Errorf("etcd_disk_wal_fsync_duration_seconds counted no fsync after a put")
+	}
+	if n := histogramCount(t, fams, "etcd_disk_backend_commit_duration_seconds"); n == 0 {
+		t.Errorf("etcd_disk_backend_commit_duration_seconds counted no commit after a put")
+	}
+	if v := metricValue(t, fams, "etcd_mvcc_db_total_size_in_bytes"); v <= 0 {
+		t.Errorf("etcd_mvcc_db_total_size_in_bytes is %v after a put", v)
+	}
+	if v := metricValue(t, fams, "etcd_debugging_mvcc_current_revision"); v < 2 {
+		t.Errorf("etcd_debugging_mvcc_current_revision is %v after a put", v)
+	}
+	before := applied
+	m.Restart(t)
+	poll(t, 30*time.Second, "applied meets committed after a restart", indexesMeet(before))
+}
+
+// scrapeMetrics reads a member's /metrics.
+func scrapeMetrics(t *testing.T, clientURL string) map[string]*dto.MetricFamily {
+	t.Helper()
+	status, body := httpGet(t, "GET", clientURL+"/metrics")
+	if status != 200 {
+		t.Fatalf("GET %s/metrics: status %d", clientURL, status)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("parse %s/metrics: %v", clientURL, err)
+	}
+	return fams
+}
+
+// metricValue returns the value of an unlabelled gauge or counter.
+func metricValue(t *testing.T, fams map[string]*dto.MetricFamily, name string) float64 {
+	t.Helper()
+	mf, ok := fams[name]
+	if !ok || len(mf.Metric) != 1 {
+		t.Fatalf("/metrics has no single %s", name)
+	}
+	switch m := mf.Metric[0]; mf.GetType() {
+	case dto.MetricType_GAUGE:
+		return m.GetGauge().GetValue()
+	case dto.MetricType_COUNTER:
+		return m.GetCounter().GetValue()
+	}
+	t.Fatalf("%s is a %v, not a gauge or counter", name, mf.GetType())
+	return 0
+}
+
+// histogramCount returns the sample count of an unlabelled histogram.
+func histogramCount(t *testing.T, fams map[string]*dto.MetricFamily, name string) uint64 {
+	t.Helper()
+	mf, ok := fams[name]
+	if !ok || len(mf.Metric) != 1 || mf.GetType() != dto.MetricType_HISTOGRAM {
+		t.Fatalf("/metrics has no single histogram %s", name)
+	}
+	return mf.Metric[0].GetHistogram().GetSampleCount()
+}
+
+// promisedMetrics reads the table of etcd metrics cairn promises from
+// docs/metrics.md: name and type.
+func promisedMetrics(t *testing.T) map[string]dto.MetricType {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "docs", "metrics.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(data)
+	start := strings.Index(doc, "## The etcd metrics cairn promises")
+	end := strings.Index(doc, "## cairn's own")
+	if start < 0 || end < start {
+		t.Fatalf("docs/metrics.md lost its sections")
+	}
+	out := map[string]dto.MetricType{}
+	for _, line := range strings.Split(doc[start:end], "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 4 || !strings.HasPrefix(strings.TrimSpace(cells[1]), "`") {
+			continue
+		}
+		name := strings.Trim(strings.TrimSpace(cells[1]), "`")
+		typ, ok := dto.MetricType_value[strings.ToUpper(strings.TrimSpace(cells[2]))]
+		if !ok {
+			t.Fatalf("docs/metrics.md: %s has type %q", name, cells[2])
+		}
+		out[name] = dto.MetricType(typ)
+	}
+	if len(out) < 30 {
+		t.Fatalf("docs/metrics.md lists only %d metrics", len(out))
+	}
+	return out
+}
+
+// TestMetricsMatchEtcd holds cairn to the metric names it promises in
+// docs/metrics.md: a real etcd 3.6 cluster and a cairn cluster are started
+// alike (three members, --metrics=extensive, a write, a compaction, one
+// follower stopped so the leader has a peer to fail sending to), and the
+// leader of each must serve every promised metric with the documented type
+// and the same label names and histogram buckets as etcd's.
+func TestMetricsMatchEtcd(t *testing.T) {
+	promised := promisedMetrics(t)
+	leaderMetrics := func(t *testing.T, binary string) map[string]*dto.MetricFamily {
+		c := framework.StartCluster(t, 3, framework.Config{Binary: binary, Args: []string{"--metrics", "extensive"}})
+		cli := c.Client(t)
+		ctx := deadlineCtx(t, 2*time.Minute)
+		var rev int64
+		for i := range 3 {
+			r, err := cli.Put(ctx, "k", fmt.Sprint(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rev = r.Header.Revision
+		}
+		if _, err := cli.Compact(ctx, rev, clientv3.WithCompactPhysical()); err != nil {
+			t.Fatal(err)
+		}
+		leader := c.Leader(t)
+		for _, m := range c.Members {
+			if m != leader {
+				m.Stop(t)
+				break
+			}
+		}
+		var fams map[string]*dto.MetricFamily
+		poll(t, time.Minute, "every promised metric on the leader", func() error {
+			fams = scrapeMetrics(t, leader.ClientURL())
+			var missing []string
+			for name := range promised {
+				if _, ok := fams[name]; !ok {
+					missing = append(missing, name)
+				}
+			}
+			if len(missing) > 0 {
+				sort.Strings(missing)
+				return fmt.Errorf("missing %v", missing)
+			}
+			return nil
+		})
+		return fams
+	}
+	var etcd, cairn map[string]*dto.MetricFamily
+	t.Run("etcd", func(t *testing.T) { etcd = leaderMetrics(t, framework.EtcdBinary(t)) })
+	t.Run("cairn", func(t *testing.T) { cairn = leaderMetrics(t, framework.CairnBinary(t)) })
+	if etcd == nil || cairn == nil {
+		t.FailNow()
+	}
+	names := make([]string, 0, len(promised))
+	for name := range promised {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		e, c := etcd[name], cairn[name]
+		if e.GetType() != promised[name] {
+			t.Errorf("%s: etcd has a %v, docs/metrics.md says %v", name, e.GetType(), promised[name])
+		}
+		if c.GetType() != e.GetType() {
+			t.Errorf("%s: cairn has a %v, etcd a %v", name, c.GetType(), e.GetType())
+		}
+		if el, cl := labelNames(e), labelNames(c); el != cl {
+			t.Errorf("%s: cairn's labels are {%s}, etcd's {%s}", name, cl, el)
+		}
+		if e.GetType() == dto.MetricType_HISTOGRAM {
+			if eb, cb := bucketBounds(e), bucketBounds(c); eb != cb {
+				t.Errorf("%s: cairn's buckets are %s, etcd's %s", name, cb, eb)
+			}
+		}
+	}
+}
+
+func labelNames(mf *dto.MetricFamily) string {
+	set := map[string]bool{}
+	for _, m := range mf.Metric {
+		for _, l := range m.Label {
+			set[l.GetName()] = true
+		}
+	}
+	var names []string
+	for n := range set {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ",")
+}
+
+func bucketBounds(mf *dto.MetricFamily) string {
+	if len(mf.Metric) == 0 {
+		return ""
+	}
+	var bounds []string
+	for _, b := range mf.Metric[0].GetHistogram().GetBucket() {
+		bounds = append(bounds, fmt.Sprint(b.GetUpperBound()))
+	}
+	return strings.Join(bounds, " ")
 }
 
 // TestNoSpace runs a member with a quota it is already over: writes that add

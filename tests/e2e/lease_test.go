@@ -101,6 +101,9 @@ func TestLeaseExpiry(t *testing.T) {
 	case ttlResp.TTL != -1:
 		t.Errorf("TimeToLive of the expired lease: TTL %d, want -1", ttlResp.TTL)
 	}
+	if n := metricValue(t, scrapeMetrics(t, m.ClientURL()), "etcd_debugging_server_lease_expired_total"); n != 1 {
+		t.Errorf("etcd_debugging_server_lease_expired_total is %v after one lease expired", n)
+	}
 }
 
 // TestKeepAlive keeps a lease alive with clientv3's KeepAlive for four

@@ -40,6 +40,9 @@ type Config struct {
 	// pings. Defaults 2h and 20s.
 	KeepaliveInterval time.Duration
 	KeepaliveTimeout  time.Duration
+	// ExtensiveMetrics is --metrics=extensive: the gRPC handling-time
+	// histogram is kept too (metrics.go).
+	ExtensiveMetrics bool
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -63,9 +66,10 @@ func NewServer(s Services, cfg Config, opts ...grpc.ServerOption) *grpc.Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	metrics := serverMetrics(cfg.ExtensiveMetrics)
 	opts = append([]grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(recoverUnary(cfg.Logger), learnerUnary(s), authUnary(s)),
-		grpc.ChainStreamInterceptor(recoverStream(cfg.Logger), learnerStream(s), authStream(s)),
+		grpc.ChainUnaryInterceptor(recoverUnary(cfg.Logger), learnerUnary(s), authUnary(s), metrics.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(recoverStream(cfg.Logger), learnerStream(s), authStream(s), metrics.StreamServerInterceptor()),
 		grpc.ForceServerCodecV2(Codec()),
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes + grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
@@ -87,5 +91,6 @@ func NewServer(s Services, cfg Config, opts ...grpc.ServerOption) *grpc.Server {
 	pb.RegisterAuthServer(gs, NewAuthServer(s))
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
+	metrics.InitializeMetrics(gs)
 	return gs
 }
