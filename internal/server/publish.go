@@ -80,7 +80,8 @@ func parseAutoCompaction(mode, retention string) (string, time.Duration, error) 
 // autoCompact runs etcd's auto compaction on the leader. Periodic mode
 // samples the revision every retention/10 (at most every 6 minutes) and
 // compacts to the revision from a whole retention ago; revision mode
-// compacts to current minus retention every 5 minutes.
+// compacts to current minus retention every 5 minutes
+// (Config.revisionCompactEvery).
 func (s *Server) autoCompact(mode string, retention time.Duration) {
 	defer s.wg.Done()
 	compact := func(rev int64) bool {
@@ -97,7 +98,7 @@ func (s *Server) autoCompact(mode string, retention time.Duration) {
 	if mode == "revision" {
 		keep := int64(retention)
 		var prev int64
-		t := time.NewTicker(5 * time.Minute)
+		t := time.NewTicker(s.cfg.revisionCompactEvery)
 		defer t.Stop()
 		for {
 			select {

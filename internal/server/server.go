@@ -118,6 +118,11 @@ type Config struct {
 
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+
+	// revisionCompactEvery is how often revision-mode auto compaction
+	// looks at the revision: 5 minutes, as etcd's. Package tests shorten
+	// it.
+	revisionCompactEvery time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -150,6 +155,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.LeaseCheckpointInterval <= 0 {
 		c.LeaseCheckpointInterval = 5 * time.Minute
+	}
+	if c.revisionCompactEvery <= 0 {
+		c.revisionCompactEvery = 5 * time.Minute
 	}
 	if c.WatchProgressNotifyInterval <= 0 {
 		c.WatchProgressNotifyInterval = 10 * time.Minute

@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/cairn-io/cairn/tests/framework"
@@ -87,4 +89,45 @@ func TestCompactionGivesSpaceBack(t *testing.T) {
 	t.Errorf("even after a Defragment, etcd_mvcc_db_total_size_in_bytes is %s, not below %s", inMiB(now), inMiB(before))
 	m.Restart(t)
 	t.Logf("after a restart: %s", inMiB(size()))
+}
+
+// TestAutoCompactionPeriodic runs a member with etcd's periodic auto
+// compaction and a 2s retention: a revision that was overwritten becomes
+// unreadable (ErrCompacted) with nobody asking for a compaction, not before
+// the retention has passed since it was overwritten, and the current value
+// stays readable. CAIRN_E2E_SERVER=etcd runs it against etcd.
+func TestAutoCompactionPeriodic(t *testing.T) {
+	const retention = 2 * time.Second
+	m := framework.Start(t, clusterConfig(t, "--auto-compaction-mode", "periodic", "--auto-compaction-retention", retention.String()))
+	cli := m.Client(t)
+	ctx := deadlineCtx(t, 2*time.Minute)
+	first, err := cli.Put(ctx, "ac", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	overwritten := time.Now()
+	if _, err := cli.Put(ctx, "ac", "2"); err != nil {
+		t.Fatal(err)
+	}
+	old := first.Header.Revision
+	poll(t, time.Minute, "auto compaction past the overwritten revision", func() error {
+		_, err := cli.Get(ctx, "ac", clientv3.WithRev(old))
+		switch {
+		case errors.Is(err, rpctypes.ErrCompacted):
+			return nil
+		case err != nil:
+			t.Fatalf("get at revision %d: %v", old, err)
+		}
+		return fmt.Errorf("revision %d still readable %v after it was overwritten", old, time.Since(overwritten).Round(100*time.Millisecond))
+	})
+	if took := time.Since(overwritten); took < retention {
+		t.Errorf("revision %d compacted %v after it was overwritten, within the %v retention", old, took, retention)
+	}
+	r, err := cli.Get(ctx, "ac")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Kvs) != 1 || string(r.Kvs[0].Value) != "2" {
+		t.Fatalf("after auto compaction: %v, want ac=2", r.Kvs)
+	}
 }
