@@ -70,10 +70,7 @@ dashes as underscores (CAIRN_DATA_DIR=/var/lib/cairn); ETCD_<FLAG> is accepted
 too, so existing etcd units work. A flag on the command line wins.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := setFlagsFromEnv(cmd.Flags(), "CAIRN_", "ETCD_"); err != nil {
-				return ExitError{Code: 2, Err: err}
-			}
-			cfg, err := f.config(cmd.Flags())
+			cfg, err := f.load(cmd.Flags())
 			if err != nil {
 				return ExitError{Code: 2, Err: err}
 			}
@@ -83,7 +80,21 @@ too, so existing etcd units work. A flag on the command line wins.`,
 			return runServe(cmd.Context(), cfg, s)
 		},
 	}
-	fs := cmd.Flags()
+	f.addFlags(cmd.Flags())
+	return cmd
+}
+
+// load completes the flags from the environment (CAIRN_<FLAG>, then
+// ETCD_<FLAG>, for each flag not on the command line) and builds the
+// member's configuration from them. It opens nothing.
+func (f *serveFlags) load(fs *pflag.FlagSet) (embed.Config, error) {
+	if err := setFlagsFromEnv(fs, "CAIRN_", "ETCD_"); err != nil {
+		return embed.Config{}, err
+	}
+	return f.config(fs)
+}
+
+func (f *serveFlags) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.name, "name", server.DefaultName, "Human-readable name for this member.")
 	fs.StringVar(&f.dataDir, "data-dir", "", "Path to the data directory. Default ./<name>.cairn.")
 	fs.StringVar(&f.listenClientURLs, "listen-client-urls", defaultClientURL, "List of URLs to listen on for client traffic.")
@@ -111,11 +122,12 @@ too, so existing etcd units work. A flag on the command line wins.`,
 	fs.StringVar(&f.hostWhitelist, "host-whitelist", "*", "Comma-separated acceptable hostnames from HTTP client requests, if server is not secure (empty means allow all).")
 	fs.StringVar(&f.metrics, "metrics", "basic", "Set level of detail for exported metrics, specify 'extensive' to include server side grpc histogram metrics.")
 	f.security.addFlags(fs)
-	return cmd
 }
 
-// setFlagsFromEnv sets every flag not given on the command line from the first of
-// the prefixed environment variables that is set.
+// setFlagsFromEnv sets every flag not given on the command line from the
+// first of the prefixed environment variables that is set and not empty. An
+// empty variable counts as unset, as in etcd: CAIRN_SNAPSHOT_COUNT= keeps
+// the default, and lets ETCD_SNAPSHOT_COUNT through.
 func setFlagsFromEnv(fs *pflag.FlagSet, prefixes ...string) error {
 	var err error
 	fs.VisitAll(func(fl *pflag.Flag) {
@@ -124,8 +136,8 @@ func setFlagsFromEnv(fs *pflag.FlagSet, prefixes ...string) error {
 		}
 		suffix := strings.ToUpper(strings.ReplaceAll(fl.Name, "-", "_"))
 		for _, p := range prefixes {
-			v, ok := os.LookupEnv(p + suffix)
-			if !ok {
+			v := os.Getenv(p + suffix)
+			if v == "" {
 				continue
 			}
 			if e := fs.Set(fl.Name, v); e != nil {

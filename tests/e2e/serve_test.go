@@ -67,19 +67,23 @@ func TestServeRejectsBadFlags(t *testing.T) {
 	}
 }
 
-// TestServeEnvironment configures a member entirely from CAIRN_* variables
-// and checks that it took them, and that a flag beats the environment.
+// TestServeEnvironment configures a member from CAIRN_* variables and
+// checks that it took them, that a flag beats the environment, and that an
+// empty variable is no value (it neither fails the start nor hides the
+// ETCD_ one). internal/cli's TestServeFlagsFromEnvironment checks every
+// flag the README lists.
 func TestServeEnvironment(t *testing.T) {
 	m := framework.Start(t, framework.Config{
 		Name: "envname",
-		Env:  []string{"CAIRN_MAX_TXN_OPS=3", "CAIRN_NAME=ignored-because-the-flag-wins"},
+		Env: []string{"CAIRN_MAX_TXN_OPS=", "ETCD_MAX_TXN_OPS=3", "CAIRN_NAME=ignored-because-the-flag-wins",
+			"CAIRN_SNAPSHOT_COUNT="},
 	})
 	cli := m.Client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ops := []clientv3.Op{clientv3.OpPut("a", "1"), clientv3.OpPut("b", "1"), clientv3.OpPut("c", "1"), clientv3.OpPut("d", "1")}
 	if _, err := cli.Txn(ctx).Then(ops...).Commit(); err == nil || !strings.Contains(err.Error(), "too many operations in txn request") {
-		t.Fatalf("txn of 4 ops with CAIRN_MAX_TXN_OPS=3: got %v, want too many operations", err)
+		t.Fatalf("txn of 4 ops with ETCD_MAX_TXN_OPS=3 behind an empty CAIRN_MAX_TXN_OPS: got %v, want too many operations", err)
 	}
 	if _, err := cli.Txn(ctx).Then(ops[:3]...).Commit(); err != nil {
 		t.Fatalf("txn of 3 ops: %v", err)
