@@ -3,6 +3,7 @@ package conformance_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -141,6 +142,45 @@ func txnPutL(key, val string, r lref) step {
 	}}
 }
 
+// txnLease runs a Txn whose one compare is the LEASE of key (over
+// [key, end) if end is set) against lease r's ID plus delta, and which
+// reads the same keys in either branch, so the response also shows the
+// leases they hold.
+func txnLease(key, end, result string, r lref, delta int64) step {
+	return step{exec: func(ctx context.Context, s *side) outcome {
+		return s.capture(func() error {
+			c := clientv3.Compare(clientv3.LeaseValue(key), result, s.lease(r)+delta)
+			var opts []clientv3.OpOption
+			if end != "" {
+				c = c.WithRange(end)
+				opts = append(opts, clientv3.WithRange(end))
+			}
+			_, err := s.cli.Txn(ctx).If(c).Then(getOp(key, opts...)).Else(getOp(key, opts...)).Commit()
+			return err
+		})
+	}}
+}
+
+// leaseCompareSteps compare the LEASE of a key that holds lease r against
+// r's ID, its neighbours, and IDs that differ from it only above the low
+// 32 bits, with each operator, with the outcome etcd gives.
+func leaseCompareSteps(key string, r lref) []step {
+	deltas := []int64{-1 << 32, -1, 0, 1, 1 << 32}
+	want := map[string][]bool{ // by delta
+		"=":  {false, false, true, false, false},
+		"!=": {true, true, false, true, true},
+		">":  {true, true, false, false, false},
+		"<":  {false, false, false, true, true},
+	}
+	var steps []step
+	for _, result := range []string{"=", "!=", ">", "<"} {
+		for i, delta := range deltas {
+			steps = append(steps, txnLease(key, "", result, r, delta).succeeded(want[result][i]))
+		}
+	}
+	return steps
+}
+
 // ttl states the TTL etcd grants or reports.
 func (s step) ttl(want int64) step {
 	return s.with(func(o outcome) error {
@@ -250,6 +290,42 @@ func leaseScenarios() []scenario {
 			grantID(3, 6).ttl(6),
 			revoke(lit(3)),
 		}},
+		{name: "lease/txn-compares-the-lease-of-a-key", steps: slices.Concat(
+			[]step{
+				grant(60), // granted#1, an ID the server chose
+				grantID(5, 60),
+				putL("k", "v", granted(1)).rev(2),
+				putL("m", "v", lit(5)).rev(3),
+				put("plain", "v").rev(4),
+			},
+			leaseCompareSteps("k", granted(1)),
+			leaseCompareSteps("m", lit(5)),
+			[]step{
+				// A key without a lease holds lease 0; so does a missing key.
+				txnLease("plain", "", "=", lit(0), 0).succeeded(true),
+				txnLease("plain", "", "=", granted(1), 0).succeeded(false),
+				txnLease("plain", "", "<", granted(1), 0).succeeded(true),
+				txnLease("zz", "", "=", lit(0), 0).succeeded(true),
+				txnLease("zz", "", "!=", granted(1), 0).succeeded(true),
+				// Over a range every key must match: k, m and plain.
+				txnLease("k", "q", "=", granted(1), 0).succeeded(false),
+				txnLease("k", "q", "!=", lit(0), 0).succeeded(false),
+				txnLease("k", "q", ">", lit(0), -1).succeeded(true),
+				txnLease("k", "l", "=", granted(1), 0).succeeded(true),
+				// The compare follows the key's lease as it changes.
+				put("k", "v2", clientv3.WithIgnoreLease()).rev(5),
+				txnLease("k", "", "=", granted(1), 0).succeeded(true),
+				putL("k", "v3", lit(5)).rev(6),
+				txnLease("k", "", "=", lit(5), 0).succeeded(true),
+				txnLease("k", "", "=", granted(1), 0).succeeded(false),
+				putL("k", "v4", granted(1)).rev(7),
+				revoke(granted(1)).rev(8), // deletes k
+				txnLease("k", "", "=", granted(1), 0).succeeded(false),
+				txnLease("k", "", "=", lit(0), 0).succeeded(true),
+				put("k", "v5").rev(9),
+				txnLease("k", "", "<", lit(5), 0).succeeded(true),
+			},
+		)},
 		{name: "lease/watch-events-carry-the-lease", steps: []step{
 			grant(60),
 			wopen("s"),
