@@ -160,6 +160,7 @@ type heartbeatMonitor struct {
 	next raftnode.Transport
 	max  time.Duration
 	lg   *slog.Logger
+	now  func() time.Time // time.Now; tests set their own
 
 	mu   sync.Mutex
 	last map[uint64]sentHeartbeat // by member
@@ -171,7 +172,7 @@ type sentHeartbeat struct {
 }
 
 func newHeartbeatMonitor(next raftnode.Transport, interval time.Duration, lg *slog.Logger) *heartbeatMonitor {
-	return &heartbeatMonitor{next: next, max: 2 * interval, lg: lg, last: map[uint64]sentHeartbeat{}}
+	return &heartbeatMonitor{next: next, max: 2 * interval, lg: lg, now: time.Now, last: map[uint64]sentHeartbeat{}}
 }
 
 // Send implements raftnode.Transport.
@@ -183,7 +184,7 @@ func (h *heartbeatMonitor) Send(msgs []raftpb.Message) {
 			continue
 		}
 		if now.IsZero() {
-			now = time.Now()
+			now = h.now()
 		}
 		h.mu.Lock()
 		prev, ok := h.last[m.To]
