@@ -9,7 +9,8 @@
 // (plus an election timeout), so a leader change or a restart never expires
 // a lease that clients kept alive; remaining TTLs are checkpointed through
 // raft so that a lease nobody keeps alive does not get a whole new TTL
-// either.
+// either, and a renewal clears its lease's checkpoint through raft so that a
+// lease kept alive is not cut short by an old one.
 package lease
 
 import (
