@@ -139,6 +139,7 @@ func Start(cfg Config) (*Member, error) {
 		MaxTxnOps:             cfg.MaxTxnOps,
 		WatchProgressInterval: m.Server.Config().WatchProgressNotifyInterval,
 		ExtensiveMetrics:      cfg.ExtensiveMetrics,
+		ElectionTimeout:       m.Server.Config().ElectionTimeout,
 		Logger:                m.lg,
 	})
 	mux := http.NewServeMux()

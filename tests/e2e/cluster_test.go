@@ -213,13 +213,21 @@ func followerCatchesUp(t *testing.T, c *framework.Cluster, cli *clientv3.Client,
 // minority stops two of three members, keeping the leader: the one left
 // cannot write, answers writes and linearizable reads with an error within
 // the request timeout, and still serves serializable reads of everything
-// acknowledged before. The others then return.
+// acknowledged before. Requests that require a leader
+// (clientv3.WithRequireLeader) get etcd's "no leader": a call at once, an
+// open watch within a few election timeouts. The others then return.
 func minority(t *testing.T, c *framework.Cluster) {
 	leader := c.Leader(t)
 	cli := leader.Client(t)
 	put, err := cli.Put(testCtx(t, 10*time.Second), "minority/before", "x")
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A watch that requires a leader (as etcdctl watch does), opened while
+	// there is one.
+	wch := cli.Watch(clientv3.WithRequireLeader(testCtx(t, 2*time.Minute)), "minority/watched", clientv3.WithCreatedNotify())
+	if wr := <-wch; !wr.Created {
+		t.Fatalf("watch requiring a leader: %+v (%v), want it created", wr, wr.Err())
 	}
 	for _, m := range c.Members {
 		if m != leader {
@@ -271,6 +279,28 @@ func minority(t *testing.T, c *framework.Cluster) {
 		}
 		return nil
 	})
+	noLeader := time.Now()
+	// A call that requires a leader fails at once, even a serializable
+	// read the member could serve.
+	_, err = kv.Range(clientv3.WithRequireLeader(testCtx(t, 2*electionTimeout)),
+		&pb.RangeRequest{Key: []byte("minority/before"), Serializable: true})
+	if !errorIs(err, rpctypes.ErrGRPCNoLeader) {
+		t.Errorf("serializable read requiring a leader on a member without one: %v, want %v", err, rpctypes.ErrGRPCNoLeader)
+	}
+	// The watch ends with "no leader" once the member has gone three
+	// election timeouts without one (checked once per election timeout).
+	select {
+	case wr, ok := <-wch:
+		if !ok || !wr.Canceled || !errors.Is(wr.Err(), rpctypes.ErrNoLeader) {
+			t.Errorf("watch requiring a leader on a member without one: %+v (open %v, err %v), want it canceled with %v",
+				wr, ok, wr.Err(), rpctypes.ErrNoLeader)
+		} else {
+			t.Logf("minority: the watch requiring a leader ended %v after the member reported no leader: %v",
+				time.Since(noLeader).Round(time.Millisecond), wr.Err())
+		}
+	case <-time.After(6 * electionTimeout):
+		t.Errorf("watch requiring a leader still open %v after the member reported no leader", 6*electionTimeout)
+	}
 	try("put without a leader", "minority/k2", put1("minority/k2"))
 	try("linearizable read without a leader", "", func() error {
 		_, err := kv.Range(testCtx(t, 20*time.Second), &pb.RangeRequest{Key: []byte("minority/before")})

@@ -20,6 +20,7 @@ type Services interface {
 	Leases
 	Watches
 	Auth
+	Leadership
 }
 
 // Config configures the gRPC server.
@@ -33,6 +34,9 @@ type Config struct {
 	// WatchProgressInterval is how often quiet watchers that asked for
 	// progress notifications get one.
 	WatchProgressInterval time.Duration
+	// ElectionTimeout is the member's election timeout: a stream that asked
+	// for a leader is cancelled after three of them without one. Default 1s.
+	ElectionTimeout time.Duration
 	// KeepaliveMinTime is the shortest client keepalive ping interval
 	// accepted. Default 5s.
 	KeepaliveMinTime time.Duration
@@ -63,13 +67,18 @@ func NewServer(s Services, cfg Config, opts ...grpc.ServerOption) *grpc.Server {
 	if cfg.KeepaliveTimeout <= 0 {
 		cfg.KeepaliveTimeout = 20 * time.Second
 	}
+	if cfg.ElectionTimeout <= 0 {
+		cfg.ElectionTimeout = time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	// The monitor stops with the member.
+	monitor := newLeaderMonitor(s, cfg.ElectionTimeout)
 	metrics := serverMetrics(cfg.ExtensiveMetrics)
 	opts = append([]grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(recoverUnary(cfg.Logger), learnerUnary(s), authUnary(s), metrics.UnaryServerInterceptor()),
-		grpc.ChainStreamInterceptor(recoverStream(cfg.Logger), learnerStream(s), authStream(s), metrics.StreamServerInterceptor()),
+		grpc.ChainUnaryInterceptor(recoverUnary(cfg.Logger), learnerUnary(s), requireLeaderUnary(s), authUnary(s), metrics.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(recoverStream(cfg.Logger), learnerStream(s), monitor.stream(), authStream(s), metrics.StreamServerInterceptor()),
 		grpc.ForceServerCodecV2(Codec()),
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes + grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
