@@ -252,20 +252,23 @@ func (s *Server) syncPeers() {
 }
 
 // PeerHandler serves the peer port: raft streams and snapshots, the member
-// list a joining member reads, lease renewals forwarded by followers, and
-// the version.
+// list a joining member reads, the requests followers forward to the leader
+// (member changes, lease renewals and time-to-live), and the version. The
+// forwarded requests act as the member itself, past any client
+// authentication, so they are served only to requests that name this
+// cluster and one of its members as the sender, as raft's are. Those
+// headers keep clusters apart, not attackers out: a peer port reachable by
+// untrusted hosts needs peer TLS with --peer-client-cert-auth, as in etcd.
 func (s *Server) PeerHandler() http.Handler {
 	mux := http.NewServeMux()
-	if s.transport != nil {
-		th := s.transport.Handler()
-		mux.Handle(transport.StreamPath, th)
-		mux.Handle(transport.SnapshotPath, th)
-		mux.Handle(transport.ProbePath, th)
-	}
+	th := s.transport.Handler()
+	mux.Handle(transport.StreamPath, th)
+	mux.Handle(transport.SnapshotPath, th)
+	mux.Handle(transport.ProbePath, th)
 	mux.HandleFunc("/members", s.serveMembers)
-	mux.HandleFunc(memberChangePath, s.serveMemberChange)
-	mux.HandleFunc(leaseRenewPath, s.serveLeaseRenew)
-	mux.HandleFunc(leaseTTLPath, s.serveLeaseTTL)
+	mux.Handle(memberChangePath, s.transport.Guard(http.HandlerFunc(s.serveMemberChange)))
+	mux.Handle(leaseRenewPath, s.transport.Guard(http.HandlerFunc(s.serveLeaseRenew)))
+	mux.Handle(leaseTTLPath, s.transport.Guard(http.HandlerFunc(s.serveLeaseTTL)))
 	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"etcdserver":%q,"etcdcluster":%q}`, version.EtcdServerVersion, version.EtcdClusterVersion)

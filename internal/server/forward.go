@@ -27,20 +27,20 @@ const (
 	leaseTTLPath   = "/leases/ttl"
 )
 
-// leaderPeerURLs returns the leader's peer URLs, waiting a little for a
+// leaderPeer returns the leader's ID and peer URLs, waiting a little for a
 // leader to be known.
-func (s *Server) leaderPeerURLs(ctx context.Context) ([]string, error) {
+func (s *Server) leaderPeer(ctx context.Context) (uint64, []string, error) {
 	for {
 		if lead := s.Leader(); lead != 0 {
 			if m, ok := s.cluster.Member(lead); ok {
-				return m.PeerURLs, nil
+				return lead, m.PeerURLs, nil
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ErrNoLeader
+			return 0, nil, ErrNoLeader
 		case <-s.stopping:
-			return nil, ErrStopped
+			return 0, nil, ErrStopped
 		case <-time.After(s.cfg.TickInterval):
 		}
 	}
@@ -52,7 +52,7 @@ func (s *Server) forward(ctx context.Context, path string, body []byte) (int, []
 	defer cancel()
 	var lastErr error
 	for ctx.Err() == nil {
-		urls, err := s.leaderPeerURLs(ctx)
+		lead, urls, err := s.leaderPeer(ctx)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -61,6 +61,7 @@ func (s *Server) forward(ctx context.Context, path string, body []byte) (int, []
 			if err != nil {
 				return 0, nil, err
 			}
+			s.transport.SetHeaders(req.Header, lead)
 			resp, err := s.forwardClient().Do(req)
 			if err != nil {
 				lastErr = err

@@ -430,6 +430,10 @@ func (s *Server) bootstrap() error {
 		MemberID:  s.id,
 		Snapshots: peerSnapshots{s},
 		IsRemoved: s.cluster.IsRemoved,
+		IsMember: func(id uint64) bool {
+			_, ok := s.cluster.Member(id)
+			return ok
+		},
 		OnRemoved: s.onRemoved,
 		// A member that answers no heartbeat for a few election timeouts
 		// no longer counts as up for membership changes.

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -114,9 +113,7 @@ func (p *peer) newRequest(ctx context.Context, path string, body io.Reader) (*ht
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set(HeaderCluster, strconv.FormatUint(p.t.cfg.ClusterID, 16))
-	req.Header.Set(HeaderFrom, strconv.FormatUint(p.t.cfg.MemberID, 16))
-	req.Header.Set(HeaderTo, strconv.FormatUint(p.id, 16))
+	p.t.SetHeaders(req.Header, p.id)
 	req.Header.Set("Content-Type", "application/octet-stream")
 	return req, nil
 }

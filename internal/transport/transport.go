@@ -77,6 +77,9 @@ type Config struct {
 	Snapshots Snapshots
 	// IsRemoved reports whether a member ID was removed from the cluster.
 	IsRemoved func(id uint64) bool
+	// IsMember reports whether a member ID is a current member; Guard
+	// serves only those. Default: every ID.
+	IsMember func(id uint64) bool
 	// OnRemoved is called when a peer says this member was removed.
 	OnRemoved func()
 	// Client makes the peer requests. Default: a client with a 1s dial
@@ -129,6 +132,9 @@ func New(cfg Config) *Transport {
 	}
 	if cfg.IsRemoved == nil {
 		cfg.IsRemoved = func(uint64) bool { return false }
+	}
+	if cfg.IsMember == nil {
+		cfg.IsMember = func(uint64) bool { return true }
 	}
 	if cfg.OnRemoved == nil {
 		cfg.OnRemoved = func() {}
@@ -305,13 +311,37 @@ func (t *Transport) Handler() http.Handler {
 	return mux
 }
 
-// checkRequest validates a peer request's cluster and sender, answering it
-// when they are wrong.
+// Guard serves h, a peer endpoint besides raft's, only to POST requests
+// from current members of this cluster, checked as the raft endpoints
+// check theirs (see checkRequest); anything else is refused before h runs.
+// Requests to it carry the headers SetHeaders sets.
+func (t *Transport) Guard(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		from, ok := t.checkRequest(w, r)
+		if !ok {
+			return
+		}
+		if !t.cfg.IsMember(from) {
+			http.Error(w, fmt.Sprintf("%x is not a member of cluster %x", from, t.cfg.ClusterID), http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// SetHeaders names this member's cluster, this member as the sender and
+// member to as the recipient in the headers of a peer request.
+func (t *Transport) SetHeaders(h http.Header, to uint64) {
+	h.Set(HeaderCluster, strconv.FormatUint(t.cfg.ClusterID, 16))
+	h.Set(HeaderFrom, strconv.FormatUint(t.cfg.MemberID, 16))
+	h.Set(HeaderTo, strconv.FormatUint(to, 16))
+}
+
+// checkRequest validates a peer request's method, cluster, sender and
+// recipient, answering it when they are wrong: a request from another
+// cluster, or naming no cluster, gets 412 Precondition Failed, as does one
+// meant for another member; one from a removed member gets 410 Gone.
 func (t *Transport) checkRequest(w http.ResponseWriter, r *http.Request) (uint64, bool) {
-	// A refusal is answered without reading the body, which on a stream
-	// never ends: in full-duplex mode the server does not try to drain it
-	// before it can send the answer.
-	_ = http.NewResponseController(w).EnableFullDuplex()
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
@@ -340,7 +370,15 @@ func (t *Transport) checkRequest(w http.ResponseWriter, r *http.Request) (uint64
 	return from, true
 }
 
+// enableFullDuplex lets a raft endpoint answer without reading the body,
+// which on a stream never ends: in full-duplex mode the server does not try
+// to drain it before it can send the answer.
+func enableFullDuplex(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).EnableFullDuplex()
+}
+
 func (t *Transport) serveStream(w http.ResponseWriter, r *http.Request) {
+	enableFullDuplex(w)
 	from, ok := t.checkRequest(w, r)
 	if !ok {
 		return
@@ -365,6 +403,7 @@ func (t *Transport) serveStream(w http.ResponseWriter, r *http.Request) {
 }
 
 func (t *Transport) serveSnapshot(w http.ResponseWriter, r *http.Request) {
+	enableFullDuplex(w)
 	from, ok := t.checkRequest(w, r)
 	if !ok {
 		return

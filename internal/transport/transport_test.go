@@ -302,3 +302,60 @@ func TestSnapshotTransfer(t *testing.T) {
 		t.Fatalf("a refused snapshot reported %v", r1.snapshots[1])
 	}
 }
+
+// Guard serves only POSTs that name this cluster and a current member as
+// the sender (and, if they name a recipient, this member); everything else
+// is refused before the guarded handler runs.
+func TestGuard(t *testing.T) {
+	members := map[uint64]bool{1: true, 2: true}
+	t2 := New(Config{ClusterID: 7, MemberID: 2,
+		IsMember:  func(id uint64) bool { return members[id] },
+		IsRemoved: func(id uint64) bool { return id == 3 }})
+	var reached int
+	srv := httptest.NewServer(t2.Guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached++
+		io.WriteString(w, "ok")
+	})))
+	defer srv.Close()
+	sender := New(Config{ClusterID: 7, MemberID: 1})
+
+	for _, tc := range []struct {
+		name   string
+		method string
+		header func(http.Header)
+		want   int
+	}{
+		{"no headers", http.MethodPost, func(http.Header) {}, http.StatusPreconditionFailed},
+		{"another cluster", http.MethodPost, func(h http.Header) {
+			New(Config{ClusterID: 8, MemberID: 1}).SetHeaders(h, 2)
+		}, http.StatusPreconditionFailed},
+		{"no sender", http.MethodPost, func(h http.Header) { h.Set(HeaderCluster, "7") }, http.StatusBadRequest},
+		{"a stranger", http.MethodPost, func(h http.Header) {
+			New(Config{ClusterID: 7, MemberID: 9}).SetHeaders(h, 2)
+		}, http.StatusForbidden},
+		{"a removed member", http.MethodPost, func(h http.Header) {
+			New(Config{ClusterID: 7, MemberID: 3}).SetHeaders(h, 2)
+		}, http.StatusGone},
+		{"meant for another member", http.MethodPost, func(h http.Header) { sender.SetHeaders(h, 4) }, http.StatusPreconditionFailed},
+		{"not a POST", http.MethodGet, func(h http.Header) { sender.SetHeaders(h, 2) }, http.StatusMethodNotAllowed},
+		{"a member", http.MethodPost, func(h http.Header) { sender.SetHeaders(h, 2) }, http.StatusOK},
+	} {
+		req, err := http.NewRequest(tc.method, srv.URL+"/members/change", strings.NewReader(`{"op":"add"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc.header(req.Header)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: %s %q, want %d", tc.name, resp.Status, body, tc.want)
+		}
+	}
+	if reached != 1 {
+		t.Fatalf("the guarded handler ran %d times, want once (for the member)", reached)
+	}
+}

@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +40,7 @@ func TestThreeMembers(t *testing.T) {
 	run("FollowerCatchesUpFromLog", func(t *testing.T) { followerCatchesUp(t, c, cli, 20, false) })
 	run("FollowerCatchesUpFromSnapshot", func(t *testing.T) { followerCatchesUp(t, c, cli, 400, true) })
 	run("Minority", func(t *testing.T) { minority(t, c) })
+	run("PeerPortRefusesStrangers", func(t *testing.T) { peerPortRefusesStrangers(t, c) })
 	run("LeasesAcrossLeaderKill", func(t *testing.T) { leasesAcrossLeaderKill(t, c) })
 	run("RestartAll", func(t *testing.T) { restartAll(t, c, cli) })
 }
@@ -356,5 +361,69 @@ func restartAll(t *testing.T, c *framework.Cluster, cli *clientv3.Client) {
 	waitSameHash(t, c.Members)
 	for _, m := range c.Members {
 		checkAcks(t, m.Client(t), prefix, acks, true)
+	}
+}
+
+// peerPortRefusesStrangers: the peer-port endpoints a follower forwards to
+// the leader (member changes, lease renewals and time-to-live) refuse a
+// request that does not name the cluster (412, as raft's streams do), one
+// from another cluster (412) and one from a member ID the cluster does not
+// have (403), on the leader and on a follower alike; the membership is
+// unchanged afterwards. (A change forwarded by a follower still works: see
+// TestMembership.)
+func peerPortRefusesStrangers(t *testing.T, c *framework.Cluster) {
+	if onEtcd() {
+		t.Skip("etcd's peer port has no such endpoints")
+	}
+	leader := c.Leader(t)
+	st := statusOf(t, leader)
+	cid, self := strconv.FormatUint(st.Header.ClusterId, 16), strconv.FormatUint(st.Header.MemberId, 16)
+	const bogusPeer = "http://127.0.0.1:1"
+	bodies := map[string]string{
+		"/members/change": `{"op":"add","peerURLs":["` + bogusPeer + `"],"isLearner":true}`,
+		"/leases/renew":   "",
+		"/leases/ttl":     "",
+	}
+	for _, m := range c.Members {
+		for path, body := range bodies {
+			for _, tc := range []struct {
+				name    string
+				headers map[string]string
+				want    int
+			}{
+				{"without headers", nil, http.StatusPreconditionFailed},
+				{"from another cluster", map[string]string{"X-Cairn-Cluster-ID": "1234", "X-Cairn-From": self}, http.StatusPreconditionFailed},
+				{"from a stranger", map[string]string{"X-Cairn-Cluster-ID": cid, "X-Cairn-From": "99"}, http.StatusForbidden},
+			} {
+				req, err := http.NewRequest(http.MethodPost, m.PeerURL()+path, strings.NewReader(body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for k, v := range tc.headers {
+					req.Header.Set(k, v)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatalf("POST %s on %s: %v", path, m.Name(), err)
+				}
+				out, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != tc.want {
+					t.Errorf("POST %s on %s %s: %s %q, want %d", path, m.Name(), tc.name, resp.Status, out, tc.want)
+				}
+			}
+		}
+	}
+	list, err := leader.Client(t).MemberList(testCtx(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Members) != len(c.Members) {
+		t.Fatalf("%d members after refused member changes, want %d: %v", len(list.Members), len(c.Members), list.Members)
+	}
+	for _, m := range list.Members {
+		if slices.Contains(m.PeerURLs, bogusPeer) {
+			t.Fatalf("a refused member change added %x at %v", m.ID, m.PeerURLs)
+		}
 	}
 }

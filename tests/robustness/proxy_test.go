@@ -30,8 +30,8 @@ import (
 //   - delay: every chunk read is delivered after a delay (in order).
 //
 // A connection whose sender is unknown (a request without X-Cairn-From,
-// such as a follower forwarding a lease renewal) is matched only by rules
-// that name no sender.
+// such as a joining member reading the member list) is matched only by
+// rules that name no sender.
 
 // linkMode is what happens to traffic on a link.
 type linkMode int
