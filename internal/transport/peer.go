@@ -3,10 +3,12 @@ package transport
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -173,14 +175,7 @@ func (p *peer) stream() error {
 		if err == nil {
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 			resp.Body.Close()
-			switch resp.StatusCode {
-			case http.StatusPreconditionFailed:
-				err = fmt.Errorf("%w: %s", ErrClusterMismatch, strings.TrimSpace(string(body)))
-			case http.StatusGone:
-				err = ErrMemberRemoved
-			default:
-				err = fmt.Errorf("stream closed by peer: %s: %s", resp.Status, strings.TrimSpace(string(body)))
-			}
+			err = p.refusal(resp, body)
 		}
 		pr.CloseWithError(err)
 		respc <- err
@@ -192,10 +187,10 @@ func (p *peer) stream() error {
 		case <-p.stopc:
 			return nil
 		case err := <-respc:
-			if err == ErrMemberRemoved {
+			if errors.Is(err, ErrMemberRemoved) {
 				p.t.cfg.OnRemoved()
 			}
-			if err == ErrMemberRemoved || isClusterMismatch(err) {
+			if errors.Is(err, ErrMemberRemoved) || errors.Is(err, ErrClusterMismatch) {
 				p.t.lg.Warn("peer refused the stream", "peer", fmt.Sprintf("%x", p.id), "err", err)
 			}
 			return err
@@ -225,8 +220,20 @@ func (p *peer) stream() error {
 	}
 }
 
-func isClusterMismatch(err error) bool {
-	return err != nil && strings.Contains(err.Error(), ErrClusterMismatch.Error())
+// refusal is the error a peer's answer to a stream means: the stream ended
+// or was refused.
+func (p *peer) refusal(resp *http.Response, body []byte) error {
+	msg := strings.TrimSpace(string(body))
+	switch {
+	case resp.StatusCode == http.StatusGone:
+		return ErrMemberRemoved
+	case resp.StatusCode == http.StatusPreconditionFailed && resp.Header.Get(HeaderCluster) != "" &&
+		resp.Header.Get(HeaderCluster) != strconv.FormatUint(p.t.cfg.ClusterID, 16):
+		return fmt.Errorf("%w: member %x at %s is in cluster %s, this member in cluster %x",
+			ErrClusterMismatch, p.id, p.url(), resp.Header.Get(HeaderCluster), p.t.cfg.ClusterID)
+	default:
+		return fmt.Errorf("stream closed by peer: %s: %s", resp.Status, msg)
+	}
 }
 
 // snapshotLoop sends snapshots, one at a time.
