@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -101,7 +102,11 @@ func Start(cfg Config) (*Member, error) {
 	started := false
 	defer func() {
 		if !started {
+			for _, hs := range m.httpSrvs {
+				hs.Close()
+			}
 			m.closeListeners()
+			m.wg.Wait()
 		}
 	}()
 	for _, u := range cfg.ListenPeerURLs {
@@ -121,12 +126,24 @@ func Start(cfg Config) (*Member, error) {
 	if len(cfg.Member.ClientURLs) == 0 {
 		cfg.Member.ClientURLs = m.ClientURLs()
 	}
+	// The peer port answers from the start, 503 until the member runs: a
+	// member bootstrapping a new cluster asks its peers whether it already
+	// was bootstrapped, and peers starting at the same time must answer at
+	// once rather than keep it waiting.
+	var peerHandler peerSwitch
+	for i, l := range m.peerLns {
+		hs := &http.Server{Handler: &peerHandler, ReadHeaderTimeout: 10 * time.Second}
+		m.httpSrvs = append(m.httpSrvs, hs)
+		pl := m.peerListener(i, l)
+		m.serve(func() error { return hs.Serve(pl) })
+	}
 
 	srv, err := server.New(cfg.Member)
 	if err != nil {
 		return nil, err
 	}
 	m.Server = srv
+	peerHandler.set(srv.PeerHandler())
 	started = true
 	m.registered = server.NewCollector(m.Server)
 	if err := prometheus.Register(m.registered); err != nil {
@@ -147,7 +164,7 @@ func Start(cfg Config) (*Member, error) {
 		// The v3 JSON gateway calls this member's own gRPC server.
 		gwh, err := gateway.New(context.Background(), m.clientLns[0].Addr().String(), m.gatewayDialOptions(0)...)
 		if err != nil {
-			m.Server.Stop()
+			m.Close()
 			return nil, err
 		}
 		m.gateway = gwh
@@ -175,13 +192,6 @@ func Start(cfg Config) (*Member, error) {
 	}
 	for _, hs := range m.httpSrvs {
 		hs.RegisterOnShutdown(v2.Close) // end open v2 watches
-	}
-	peerHandler := m.Server.PeerHandler()
-	for i, l := range m.peerLns {
-		hs := &http.Server{Handler: peerHandler, ReadHeaderTimeout: 10 * time.Second}
-		m.httpSrvs = append(m.httpSrvs, hs)
-		pl := m.peerListener(i, l)
-		m.serve(func() error { return hs.Serve(pl) })
 	}
 	m.wg.Add(1)
 	go func() {
@@ -264,6 +274,23 @@ func (m *Member) closeListeners() {
 	for _, l := range append(append([]net.Listener(nil), m.clientLns...), m.peerLns...) {
 		l.Close()
 	}
+}
+
+// peerSwitch serves the peer port: 503 until set gives it the member's
+// handler.
+type peerSwitch struct{ h atomic.Pointer[http.Handler] }
+
+func (p *peerSwitch) set(h http.Handler) { p.h.Store(&h) }
+
+func (p *peerSwitch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h := p.h.Load(); h != nil {
+		(*h).ServeHTTP(w, r)
+		return
+	}
+	// Answered without reading the body, which on a raft stream never
+	// ends: in full-duplex mode the server does not try to drain it first.
+	_ = http.NewResponseController(w).EnableFullDuplex()
+	http.Error(w, "member is starting", http.StatusServiceUnavailable)
 }
 
 // listen opens a TCP listener for an http:// or https:// URL.

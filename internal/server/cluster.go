@@ -319,6 +319,51 @@ func fetchCluster(ctx context.Context, client *http.Client, peerURLs []string) (
 	return 0, nil, fmt.Errorf("could not reach any member of the cluster: %w", errors.Join(errs...))
 }
 
+// checkNotBootstrapped refuses to bootstrap member id of a new cluster
+// when the cluster already runs with it, as etcd refuses: its data
+// directory was lost, and starting it afresh would give it an empty raft
+// state, so that it could vote a second time in a term it voted in before.
+// The other members of --initial-cluster are asked for their member list;
+// the member was bootstrapped if one lists it with client URLs, which only
+// the member itself publishes once it runs. Peers that cannot answer (not
+// started yet, or starting too) are no evidence either way.
+func (s *Server) checkNotBootstrapped(id uint64, members []membership.Member) error {
+	var urls []string
+	for _, m := range members {
+		if m.ID != id {
+			urls = append(urls, m.PeerURLs...)
+		}
+	}
+	if len(urls) == 0 {
+		return nil
+	}
+	// As etcd: a second for the request plus an election timeout.
+	timeout := time.Second + s.cfg.ElectionTimeout
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	client := s.newPeerHTTPClient(timeout)
+	lists := make(chan []membership.Member, len(urls))
+	for _, u := range urls {
+		go func() {
+			_, ms, err := fetchCluster(ctx, client, []string{u})
+			if err != nil {
+				s.lg.Debug("asking a peer whether this member was bootstrapped", "peer", u, "err", err)
+			}
+			lists <- ms
+		}()
+	}
+	for range urls {
+		for _, m := range <-lists {
+			if m.ID == id && len(m.ClientURLs) > 0 {
+				return fmt.Errorf("%w: member %x has already been bootstrapped (its peers list it with client URLs %v); "+
+					"start it on its old data directory, or remove it from the cluster and add it back as a new member (--initial-cluster-state existing)",
+					ErrBadConfig, id, m.ClientURLs)
+			}
+		}
+	}
+	return nil
+}
+
 // join makes this member part of an existing cluster: the cluster's ID and
 // members come from the other members listed in --initial-cluster, and this
 // member must already have been added (cairn member add) with its peer

@@ -376,6 +376,9 @@ func (s *Server) bootstrap() error {
 				self = &members[i]
 			}
 		}
+		if err := s.checkNotBootstrapped(self.ID, members); err != nil {
+			return err
+		}
 		if err := s.recordIdentity(self.ID, membership.ClusterID(ids), members); err != nil {
 			return err
 		}
