@@ -32,14 +32,3 @@ func (s *Server) forwardClient() *http.Client {
 	s.peerHTTPOnce.Do(func() { s.peerHTTP = s.newPeerHTTPClient(5 * time.Second) })
 	return s.peerHTTP
 }
-
-// transportClient is the raft transport's client: the transport's default
-// without peer TLS (nil), else one with the peer certificates and no
-// overall timeout (streams are long-lived).
-func (s *Server) transportClient() *http.Client {
-	if s.cfg.PeerTLS == nil {
-		return nil
-	}
-	c := s.newPeerHTTPClient(0)
-	return c
-}

@@ -441,7 +441,7 @@ func (s *Server) bootstrap() error {
 		// A member that answers no heartbeat for a few election timeouts
 		// no longer counts as up for membership changes.
 		IdleTimeout: 3 * cfg.ElectionTimeout,
-		Client:      s.transportClient(),
+		TLS:         cfg.PeerTLS,
 		Logger:      s.lg,
 	})
 	// A snapshot from the leader that raft recorded but a crash kept from

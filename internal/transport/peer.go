@@ -3,6 +3,7 @@ package transport
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -41,9 +42,42 @@ func init() {
 	prometheus.MustRegister(metricDropped, metricSent, metricReceived, metricSnapshotsSent)
 }
 
-func dialer(timeout time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	d := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
-	return d.DialContext
+// newClient returns the client of peer requests: connections dial within
+// dialTimeout, and every write to one must complete within writeTimeout.
+// There is no overall timeout: streams are long-lived.
+func newClient(tlsCfg *tls.Config, writeTimeout time.Duration) *http.Client {
+	d := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
+	tr := &http.Transport{
+		Proxy:               nil,
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     time.Minute,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &writeDeadlineConn{Conn: c, timeout: writeTimeout}, nil
+		},
+	}
+	if tlsCfg != nil {
+		tr.TLSClientConfig = tlsCfg.Clone()
+	}
+	return &http.Client{Transport: tr}
+}
+
+// writeDeadlineConn fails a write that does not complete within timeout,
+// as to a peer that stopped reading or a network that drops everything,
+// instead of letting it block until TCP gives up.
+type writeDeadlineConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c *writeDeadlineConn) Write(p []byte) (int, error) {
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
 }
 
 const (
@@ -126,16 +160,17 @@ func (p *peer) streamLoop() {
 	defer p.t.wg.Done()
 	backoff := minBackoff
 	for {
-		err := p.stream()
+		accepted, err := p.stream()
 		select {
 		case <-p.stopc:
 			return
 		default:
 		}
-		if err != nil {
-			p.t.lg.Debug("peer stream failed", "peer", fmt.Sprintf("%x", p.id), "url", p.url(), "err", err)
-			p.rotate()
+		if accepted {
+			backoff = minBackoff
 		}
+		p.t.lg.Debug("peer stream ended", "peer", fmt.Sprintf("%x", p.id), "url", p.url(), "accepted", accepted, "err", err)
+		p.rotate()
 		// While disconnected, queued messages are stale: drop them and
 		// let raft know.
 		timer := time.NewTimer(backoff)
@@ -154,38 +189,64 @@ func (p *peer) streamLoop() {
 			}
 		}
 		backoff = min(backoff*2, maxBackoff)
-		if err == nil {
-			backoff = minBackoff
-		}
 	}
 }
 
-// stream runs one connection until it fails or the peer is stopped.
-func (p *peer) stream() error {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+// stream runs one connection until it fails or the peer is stopped, and
+// reports whether the peer accepted it. The peer must accept it within the
+// connection timeout and then send keepalives; a stream on which nothing
+// arrived for the connection timeout is given up.
+func (p *peer) stream() (accepted bool, err error) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-p.stopc:
+			cancel(nil)
+		case <-ctx.Done():
+		}
+	}()
 	pr, pw := io.Pipe()
 	req, err := p.newRequest(ctx, StreamPath, pr)
 	if err != nil {
-		return err
+		return false, err
 	}
+	timeout := p.t.cfg.ConnTimeout
+	// silence cancels the request when nothing arrived for the timeout,
+	// starting with the peer's answer.
+	silence := time.AfterFunc(timeout, func() { cancel(ErrPeerSilent) })
+	defer silence.Stop()
+	acceptc := make(chan struct{})
 	respc := make(chan error, 1)
 	go func() {
-		resp, err := p.t.cfg.Client.Do(req)
+		resp, err := p.t.client.Do(req)
 		if err == nil {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+			if resp.StatusCode == http.StatusOK {
+				close(acceptc)
+				err = readKeepalives(resp.Body, silence, timeout)
+			} else {
+				body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+				err = p.refusal(resp, body)
+			}
 			resp.Body.Close()
-			err = p.refusal(resp, body)
+		}
+		if cause := context.Cause(ctx); cause != nil {
+			err = cause
 		}
 		pr.CloseWithError(err)
 		respc <- err
 	}()
 	defer pw.Close()
 	bw := bufio.NewWriterSize(pw, 64<<10)
+	keepalive := time.NewTicker(p.t.keepaliveInterval())
+	defer keepalive.Stop()
+	wrote := false
 	for {
 		select {
 		case <-p.stopc:
-			return nil
+			return accepted, nil
+		case <-acceptc:
+			accepted, acceptc = true, nil
 		case err := <-respc:
 			if errors.Is(err, ErrMemberRemoved) {
 				p.t.cfg.OnRemoved()
@@ -193,10 +254,20 @@ func (p *peer) stream() error {
 			if errors.Is(err, ErrMemberRemoved) || errors.Is(err, ErrClusterMismatch) {
 				p.t.lg.Warn("peer refused the stream", "peer", fmt.Sprintf("%x", p.id), "err", err)
 			}
-			return err
+			return accepted, err
+		case <-keepalive.C:
+			if !wrote {
+				if _, err := bw.Write(keepaliveFrame); err != nil {
+					return accepted, err
+				}
+				if err := bw.Flush(); err != nil {
+					return accepted, err
+				}
+			}
+			wrote = false
 		case m := <-p.msgc:
 			if err := WriteFrame(bw, &m); err != nil {
-				return err
+				return accepted, err
 			}
 			n := 1
 			// Batch whatever else is queued into the same flush.
@@ -205,7 +276,7 @@ func (p *peer) stream() error {
 				select {
 				case m := <-p.msgc:
 					if err := WriteFrame(bw, &m); err != nil {
-						return err
+						return accepted, err
 					}
 					n++
 				default:
@@ -213,10 +284,23 @@ func (p *peer) stream() error {
 				}
 			}
 			if err := bw.Flush(); err != nil {
-				return err
+				return accepted, err
 			}
+			wrote = true
 			metricSent.Add(float64(n))
 		}
+	}
+}
+
+// readKeepalives reads and discards a stream's answer, the peer's
+// keepalives, putting off silence by timeout whenever something arrives.
+func readKeepalives(body io.Reader, silence *time.Timer, timeout time.Duration) error {
+	buf := make([]byte, 64)
+	for {
+		if _, err := body.Read(buf); err != nil {
+			return err
+		}
+		silence.Reset(timeout)
 	}
 }
 
@@ -257,15 +341,43 @@ func (p *peer) snapshotLoop() {
 	}
 }
 
+// snapshotAnswerRate is the slowest rate, in bytes per second, at which a
+// peer is assumed to finish storing a snapshot it has read (writing and
+// syncing its file) before it answers.
+const snapshotAnswerRate = 10 << 20
+
+// sendSnapshot streams a snapshot to the peer. Every write to the
+// connection must complete within the connection timeout; once the whole
+// snapshot is written, the peer must answer within the connection timeout
+// plus the time to store what was sent at snapshotAnswerRate.
 func (p *peer) sendSnapshot(m raftpb.Message) error {
 	msg, data, err := p.t.cfg.Snapshots.OpenSnapshot(m)
 	if err != nil {
 		return fmt.Errorf("open snapshot: %w", err)
 	}
 	defer data.Close()
-	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
 	go func() {
-		bw := bufio.NewWriterSize(pw, 256<<10)
+		select {
+		case <-p.stopc:
+			cancel(nil)
+		case <-ctx.Done():
+		}
+	}()
+	pr, pw := io.Pipe()
+	var answer *time.Timer
+	var answerMu sync.Mutex
+	defer func() {
+		answerMu.Lock()
+		if answer != nil {
+			answer.Stop()
+		}
+		answerMu.Unlock()
+	}()
+	go func() {
+		cw := &countingWriter{w: pw}
+		bw := bufio.NewWriterSize(cw, 256<<10)
 		err := WriteFrame(bw, &msg)
 		if err == nil {
 			_, err = io.Copy(bw, data)
@@ -274,14 +386,13 @@ func (p *peer) sendSnapshot(m raftpb.Message) error {
 			err = bw.Flush()
 		}
 		pw.CloseWithError(err)
-	}()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-p.stopc:
-			cancel()
-		case <-ctx.Done():
+		if err == nil {
+			wait := p.t.cfg.ConnTimeout + time.Duration(cw.n)*time.Second/snapshotAnswerRate
+			answerMu.Lock()
+			answer = time.AfterFunc(wait, func() {
+				cancel(fmt.Errorf("peer did not answer within %v of the last of %d snapshot bytes", wait, cw.n))
+			})
+			answerMu.Unlock()
 		}
 	}()
 	req, err := p.newRequest(ctx, SnapshotPath, pr)
@@ -290,8 +401,12 @@ func (p *peer) sendSnapshot(m raftpb.Message) error {
 		return err
 	}
 	p.t.lg.Info("sending a snapshot", "peer", fmt.Sprintf("%x", p.id), "index", msg.Snapshot.Metadata.Index)
-	resp, err := p.t.cfg.Client.Do(req)
+	resp, err := p.t.client.Do(req)
 	if err != nil {
+		if cause := context.Cause(ctx); cause != nil {
+			err = cause
+		}
+		pr.CloseWithError(err)
 		return err
 	}
 	defer resp.Body.Close()
@@ -300,4 +415,16 @@ func (p *peer) sendSnapshot(m raftpb.Message) error {
 		return fmt.Errorf("peer answered %s: %s", resp.Status, strings.TrimSpace(string(body)))
 	}
 	return nil
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }

@@ -63,7 +63,7 @@ func (p *peer) probe() (time.Duration, error) {
 	}
 	req.Method = http.MethodGet
 	start := time.Now()
-	resp, err := p.t.cfg.Client.Do(req)
+	resp, err := p.t.client.Do(req)
 	if err != nil {
 		return 0, err
 	}

@@ -8,6 +8,16 @@
 // Reconnects back off up to a second. Snapshots travel on their own request,
 // streamed, so a large snapshot never holds up heartbeats.
 //
+// No connection waits on a silent peer for longer than the connection
+// timeout (ConnTimeout, 5s as etcd's): every write to a connection must
+// complete within it; the receiver of a stream answers at once and then
+// sends a keepalive byte every third of the timeout, and the sender sends an
+// empty frame when it has had nothing else to send for as long, so each
+// side gives up on a stream from which nothing arrived for a whole timeout
+// and reconnects. A network that drops a connection's packets, or a peer
+// that stops reading, costs a stream a few seconds, not the minutes TCP
+// takes to give up.
+//
 // Every request carries the cluster ID and the sender's member ID: a member
 // of another cluster is refused (412) and a removed member is told it was
 // removed (410), so members of different clusters never mix.
@@ -16,6 +26,7 @@ package transport
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -47,6 +58,9 @@ var (
 	ErrMemberRemoved = errors.New("transport: the member has been permanently removed from the cluster")
 	// ErrFrameTooLarge: a frame exceeds MaxFrameBytes.
 	ErrFrameTooLarge = errors.New("transport: frame too large")
+	// ErrPeerSilent: nothing arrived from the peer within the connection
+	// timeout, not even a keepalive.
+	ErrPeerSilent = errors.New("transport: peer silent for the connection timeout")
 )
 
 // MaxFrameBytes bounds one raft message on a stream.
@@ -82,9 +96,14 @@ type Config struct {
 	IsMember func(id uint64) bool
 	// OnRemoved is called when a peer says this member was removed.
 	OnRemoved func()
-	// Client makes the peer requests. Default: a client with a 1s dial
-	// timeout and no overall timeout (streams are long-lived).
-	Client *http.Client
+	// TLS, when set, is the client TLS configuration of peer requests (the
+	// member's peer certificate and the peer CA).
+	TLS *tls.Config
+	// ConnTimeout bounds how long a peer connection may make no progress:
+	// a write that does not complete, a stream on which nothing arrives, a
+	// stream the peer does not accept, a snapshot the peer does not answer
+	// (plus time for its size). Default 5s.
+	ConnTimeout time.Duration
 	// QueueLength bounds each peer's queue of unsent messages. Default 4096.
 	QueueLength int
 	// IdleTimeout is how long a peer may stay silent before it no longer
@@ -107,9 +126,15 @@ type Transport struct {
 	// (with no gap longer than IdleTimeout), and when the last one came.
 	seenMu sync.Mutex
 	seen   map[uint64]activity
+
+	// client makes the peer requests.
+	client *http.Client
 }
 
 type activity struct{ since, last time.Time }
+
+// dialTimeout bounds connecting to a peer.
+const dialTimeout = time.Second
 
 // New returns a transport with no peers.
 func New(cfg Config) *Transport {
@@ -122,13 +147,8 @@ func New(cfg Config) *Transport {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 3 * time.Second
 	}
-	if cfg.Client == nil {
-		cfg.Client = &http.Client{Transport: &http.Transport{
-			Proxy:               nil,
-			MaxIdleConnsPerHost: 4,
-			IdleConnTimeout:     time.Minute,
-			DialContext:         dialer(time.Second),
-		}}
+	if cfg.ConnTimeout <= 0 {
+		cfg.ConnTimeout = 5 * time.Second
 	}
 	if cfg.IsRemoved == nil {
 		cfg.IsRemoved = func(uint64) bool { return false }
@@ -140,8 +160,11 @@ func New(cfg Config) *Transport {
 		cfg.OnRemoved = func() {}
 	}
 	return &Transport{cfg: cfg, lg: cfg.Logger.With("component", "transport"), peers: map[uint64]*peer{},
-		done: make(chan struct{}), seen: map[uint64]activity{}}
+		done: make(chan struct{}), seen: map[uint64]activity{}, client: newClient(cfg.TLS, cfg.ConnTimeout)}
 }
+
+// keepaliveInterval is how often an idle stream carries a keepalive.
+func (t *Transport) keepaliveInterval() time.Duration { return t.cfg.ConnTimeout / 3 }
 
 // SetRaft sets the node messages are delivered to (the node is created
 // after the transport it sends through).
@@ -266,6 +289,10 @@ func (t *Transport) Stop() {
 	t.wg.Wait()
 }
 
+// keepaliveFrame is a frame of no message: a stream's sender writes it
+// when it has had nothing to send for a while.
+var keepaliveFrame = []byte{0, 0, 0, 0}
+
 // WriteFrame writes one length-prefixed message.
 func WriteFrame(w io.Writer, m *raftpb.Message) error {
 	n := m.Size()
@@ -280,26 +307,35 @@ func WriteFrame(w io.Writer, m *raftpb.Message) error {
 
 // ReadFrame reads one length-prefixed message.
 func ReadFrame(r io.Reader) (raftpb.Message, error) {
-	var m raftpb.Message
+	m, _, err := readFrame(r)
+	return m, err
+}
+
+// readFrame reads one length-prefixed message; keepalive reports a frame
+// of no message (a keepalive: every encoded message has fields).
+func readFrame(r io.Reader) (m raftpb.Message, keepalive bool, err error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return m, err
+		return m, false, err
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
+	if n == 0 {
+		return m, true, nil
+	}
 	if n > MaxFrameBytes {
-		return m, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, n)
+		return m, false, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, n)
 	}
 	buf := make([]byte, n)
 	if _, err := io.ReadFull(r, buf); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
-		return m, err
+		return m, false, err
 	}
 	if err := m.Unmarshal(buf); err != nil {
-		return m, fmt.Errorf("transport: decode message: %w", err)
+		return m, false, fmt.Errorf("transport: decode message: %w", err)
 	}
-	return m, nil
+	return m, false, nil
 }
 
 // Handler serves the peer protocol's raft endpoints.
@@ -377,20 +413,46 @@ func enableFullDuplex(w http.ResponseWriter) {
 	_ = http.NewResponseController(w).EnableFullDuplex()
 }
 
+// serveStream accepts a stream at once (200), keeps the sender's read side
+// alive with a byte every keepalive interval, and steps the messages it
+// reads until the stream ends or nothing, not even a keepalive, arrived for
+// the connection timeout.
 func (t *Transport) serveStream(w http.ResponseWriter, r *http.Request) {
 	enableFullDuplex(w)
 	from, ok := t.checkRequest(w, r)
 	if !ok {
 		return
 	}
-	br := bufio.NewReaderSize(r.Body, 64<<10)
+	rc := http.NewResponseController(w)
+	// The connection ends with the stream: one that ended for silence has
+	// unread body, and must not wait for another request.
+	w.Header().Set("Connection", "close")
+	w.WriteHeader(http.StatusOK)
+	if err := rc.Flush(); err != nil {
+		return
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t.sendKeepalives(w, rc, stop)
+	}()
+	defer func() {
+		close(stop)
+		wg.Wait()
+	}()
+	br := bufio.NewReaderSize(&idleReader{r: r.Body, rc: rc, timeout: t.cfg.ConnTimeout}, 64<<10)
 	for {
-		m, err := ReadFrame(br)
+		m, keepalive, err := readFrame(br)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, context.Canceled) {
 				t.lg.Debug("peer stream ended", "from", fmt.Sprintf("%x", from), "err", err)
 			}
 			return
+		}
+		if keepalive {
+			continue
 		}
 		if m.From != from {
 			t.lg.Warn("dropping a message whose sender does not match its stream", "stream-from", fmt.Sprintf("%x", from), "message-from", fmt.Sprintf("%x", m.From))
@@ -402,20 +464,69 @@ func (t *Transport) serveStream(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// sendKeepalives writes a byte to a stream's answer every keepalive
+// interval until stop is closed or a write fails.
+func (t *Transport) sendKeepalives(w http.ResponseWriter, rc *http.ResponseController, stop <-chan struct{}) {
+	tick := time.NewTicker(t.keepaliveInterval())
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		if err := rc.SetWriteDeadline(time.Now().Add(t.cfg.ConnTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return
+		}
+		if _, err := w.Write([]byte{0}); err != nil {
+			return
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+	}
+}
+
+// idleReader reads a peer's request body, failing a read for which nothing
+// arrived within timeout.
+type idleReader struct {
+	r       io.Reader
+	rc      *http.ResponseController
+	timeout time.Duration
+	set     time.Time // when the deadline was last moved
+}
+
+func (ir *idleReader) Read(p []byte) (int, error) {
+	// Moving the deadline at most a few times per timeout keeps it off the
+	// path of every small read; a read may then wait between three quarters
+	// of the timeout and all of it.
+	if now := time.Now(); now.Sub(ir.set) > ir.timeout/4 {
+		if err := ir.rc.SetReadDeadline(now.Add(ir.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return 0, err
+		}
+		ir.set = now
+	}
+	return ir.r.Read(p)
+}
+
 func (t *Transport) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 	enableFullDuplex(w)
 	from, ok := t.checkRequest(w, r)
 	if !ok {
 		return
 	}
-	br := bufio.NewReaderSize(r.Body, 256<<10)
+	rc := http.NewResponseController(w)
+	br := bufio.NewReaderSize(&idleReader{r: r.Body, rc: rc, timeout: t.cfg.ConnTimeout}, 256<<10)
 	m, err := ReadFrame(br)
 	if err != nil || m.Type != raftpb.MsgSnap || m.From != from {
+		// What is left of the body is not read: the connection ends.
+		w.Header().Set("Connection", "close")
 		http.Error(w, fmt.Sprintf("bad snapshot message: %v", err), http.StatusBadRequest)
 		return
 	}
 	if err := t.cfg.Snapshots.ReceiveSnapshot(m, br); err != nil {
 		t.lg.Warn("receiving a snapshot", "from", fmt.Sprintf("%x", from), "index", m.Snapshot.Metadata.Index, "err", err)
+		w.Header().Set("Connection", "close")
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}

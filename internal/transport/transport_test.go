@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -357,5 +359,246 @@ func TestGuard(t *testing.T) {
 	}
 	if reached != 1 {
 		t.Fatalf("the guarded handler ran %d times, want once (for the member)", reached)
+	}
+}
+
+// stallProxy forwards TCP connections to a target until stall is called:
+// from then on it accepts connections and never reads from them, and the
+// connections it was forwarding stop moving too, for good (as flows a
+// middlebox lost). After resume, new connections pass again.
+type stallProxy struct {
+	ln      net.Listener
+	target  string
+	stalled atomic.Bool
+	// held counts the connections accepted while stalled.
+	held  atomic.Int32
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newStallProxy(t *testing.T, target string) *stallProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &stallProxy{ln: ln, target: target}
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.mu.Unlock()
+	})
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, in)
+			p.mu.Unlock()
+			if p.stalled.Load() {
+				p.held.Add(1)
+				continue
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, out)
+			p.mu.Unlock()
+			stop := p.stalled.Load
+			go p.pipe(out, in, stop)
+			go p.pipe(in, out, stop)
+		}
+	}()
+	return p
+}
+
+func (p *stallProxy) url() string { return "http://" + p.ln.Addr().String() }
+
+// pipe copies src to dst until it fails or the proxy stalls, and then stops
+// reading src.
+func (p *stallProxy) pipe(dst, src net.Conn, stalled func() bool) {
+	buf := make([]byte, 32<<10)
+	for !stalled() {
+		n, err := src.Read(buf)
+		if n > 0 && !stalled() {
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			dst.Close()
+			return
+		}
+	}
+}
+
+// A stream whose connection stalls (nothing arrives either way, and the
+// connection stays open) is given up after the connection timeout, and a
+// new connection carries the messages once the network lets it.
+func TestStalledStreamIsReplaced(t *testing.T) {
+	r2 := newFakeRaft()
+	t2 := New(Config{ClusterID: 7, MemberID: 2, Raft: r2, ConnTimeout: 300 * time.Millisecond})
+	srv := httptest.NewServer(t2.Handler())
+	defer srv.Close()
+	proxy := newStallProxy(t, strings.TrimPrefix(srv.URL, "http://"))
+	t1 := New(Config{ClusterID: 7, MemberID: 1, Raft: newFakeRaft(), ConnTimeout: 300 * time.Millisecond})
+	defer t1.Stop()
+	defer t2.Stop()
+	t1.AddPeer(2, []string{proxy.url()})
+
+	delivered := func(index uint64) bool {
+		r2.mu.Lock()
+		defer r2.mu.Unlock()
+		for _, m := range r2.steps {
+			if m.Index == index {
+				return true
+			}
+		}
+		return false
+	}
+	t1.Send([]raftpb.Message{{Type: raftpb.MsgApp, From: 1, To: 2, Index: 1}})
+	waitFor(t, "a message through the proxy", func() bool { return delivered(1) })
+
+	proxy.stalled.Store(true)
+	t1.Send([]raftpb.Message{{Type: raftpb.MsgApp, From: 1, To: 2, Index: 2}})
+	// The sender gives up the stalled stream, and the next one, which the
+	// proxy accepts and holds.
+	waitFor(t, "the sender to give up two stalled streams", func() bool { return proxy.held.Load() >= 2 })
+	if delivered(2) {
+		t.Fatal("a message crossed the stalled proxy")
+	}
+	proxy.stalled.Store(false)
+	waitFor(t, "a message sent after the stall cleared", func() bool {
+		t1.Send([]raftpb.Message{{Type: raftpb.MsgApp, From: 1, To: 2, Index: 3}})
+		return delivered(3)
+	})
+}
+
+// A stream the peer accepts and keeps alive but stops reading fails its
+// blocked write after the connection timeout, and the sender reconnects.
+func TestBlockedWriteFailsTheStream(t *testing.T) {
+	var streams atomic.Int32
+	release := make(chan struct{})
+	defer close(release)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if streams.Add(1) > 1 {
+			io.Copy(io.Discard, r.Body)
+			return
+		}
+		// Accept, send keepalives, never read.
+		rc := http.NewResponseController(w)
+		rc.EnableFullDuplex()
+		w.WriteHeader(http.StatusOK)
+		rc.Flush()
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-release:
+				return
+			case <-r.Context().Done():
+				return
+			case <-tick.C:
+				if _, err := w.Write([]byte{0}); err != nil {
+					return
+				}
+				rc.Flush()
+			}
+		}
+	}))
+	defer srv.Close()
+	t1 := New(Config{ClusterID: 7, MemberID: 1, Raft: newFakeRaft(), ConnTimeout: 300 * time.Millisecond})
+	defer t1.Stop()
+	t1.AddPeer(2, []string{srv.URL})
+	big := bytes.Repeat([]byte("x"), 1<<20)
+	waitFor(t, "a second stream after the first stopped reading", func() bool {
+		t1.Send([]raftpb.Message{{Type: raftpb.MsgApp, From: 1, To: 2, Entries: []raftpb.Entry{{Data: big}}}})
+		return streams.Load() > 1
+	})
+}
+
+// A snapshot the peer reads but never answers fails after the connection
+// timeout (plus time for its size), and raft is told.
+func TestUnansweredSnapshotFails(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	r1 := newFakeRaft()
+	snaps := &fakeSnapshots{data: bytes.Repeat([]byte("snapshot"), 1000)}
+	t1 := New(Config{ClusterID: 7, MemberID: 1, Raft: r1, Snapshots: snaps, ConnTimeout: 300 * time.Millisecond})
+	defer t1.Stop()
+	t1.AddPeer(2, []string{srv.URL})
+	t1.Send([]raftpb.Message{{Type: raftpb.MsgSnap, From: 1, To: 2, Snapshot: &raftpb.Snapshot{Metadata: raftpb.SnapshotMetadata{Index: 10}}}})
+	waitFor(t, "the snapshot reported", func() bool {
+		r1.mu.Lock()
+		defer r1.mu.Unlock()
+		return len(r1.snapshots) == 1
+	})
+	r1.mu.Lock()
+	defer r1.mu.Unlock()
+	if r1.snapshots[0] != raft.SnapshotFailure {
+		t.Fatalf("an unanswered snapshot reported %v", r1.snapshots[0])
+	}
+}
+
+// An idle stream stays up: the sender's keepalives keep the receiver from
+// giving up on it, and the receiver's keep the sender from doing so.
+func TestIdleStreamStaysUp(t *testing.T) {
+	r2 := newFakeRaft()
+	t2 := New(Config{ClusterID: 7, MemberID: 2, Raft: r2, ConnTimeout: 300 * time.Millisecond})
+	var streams atomic.Int32
+	h := t2.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		streams.Add(1)
+		h.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	t1 := New(Config{ClusterID: 7, MemberID: 1, Raft: newFakeRaft(), ConnTimeout: 300 * time.Millisecond})
+	defer t1.Stop()
+	defer t2.Stop()
+	t1.AddPeer(2, []string{srv.URL})
+	t1.Send([]raftpb.Message{{Type: raftpb.MsgHeartbeat, From: 1, To: 2}})
+	<-r2.notify
+	// Nothing to send for many connection timeouts.
+	time.Sleep(10 * 300 * time.Millisecond)
+	if n := streams.Load(); n != 1 {
+		t.Fatalf("%d streams opened over an idle link, want 1", n)
+	}
+}
+
+// A sender that opens a stream and then sends nothing, not even
+// keepalives, is hung up on after the connection timeout.
+func TestSilentSenderIsHungUp(t *testing.T) {
+	t2 := New(Config{ClusterID: 7, MemberID: 2, Raft: newFakeRaft(), ConnTimeout: 300 * time.Millisecond})
+	defer t2.Stop()
+	srv := httptest.NewServer(t2.Handler())
+	defer srv.Close()
+	c, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "POST "+StreamPath+" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"+
+		HeaderCluster+": 7\r\n"+HeaderFrom+": 1\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	// The answer (200 and keepalives) and then the end of the connection.
+	_, err = io.Copy(io.Discard, c)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatal("the receiver kept a silent stream open for 10s")
 	}
 }

@@ -34,6 +34,7 @@ var faults = []fault{
 	{"isolate-leader", func(r *run) { r.isolate(r.leader()) }},
 	{"isolate-follower", func(r *run) { r.isolate(r.follower()) }},
 	{"blackhole", (*run).blackhole},
+	{"stall-leader", func(r *run) { r.stall(r.leader()) }},
 	{"peer-delay", (*run).delay},
 	{"member-replace", (*run).replaceFollower},
 	{"wal-torn-tail", func(r *run) { r.damageWALTail(r.follower(), false) }},
@@ -81,6 +82,15 @@ func (r *run) killAll() {
 // isolate cuts m off from the other members, both ways.
 func (r *run) isolate(m *framework.Member) {
 	r.net.isolate(m.Name())
+	r.hold(true)
+	r.net.heal()
+}
+
+// stall stalls every peer link to and from m: its connections stop
+// moving, and stay stuck after the fault is lifted, so m's streams must
+// notice for themselves and reconnect for m to rejoin.
+func (r *run) stall(m *framework.Member) {
+	r.net.stall(m.Name())
 	r.hold(true)
 	r.net.heal()
 }

@@ -27,7 +27,13 @@ import (
 //   - blackhole: connections are accepted and kept open, but nothing sent
 //     on them arrives (the proxy reads and discards); when the rule is
 //     lifted they are closed, since their streams lost bytes;
-//   - delay: every chunk read is delivered after a delay (in order).
+//   - delay: every chunk read is delivered after a delay (in order);
+//   - stall: connections are accepted (their first request head read, to
+//     learn the sender) and then never read again, in either direction, so
+//     the sender's writes pile up and block; the connections that were
+//     passing stop too. Stalled connections stay stuck and open even after
+//     the rule is lifted, as flows a middlebox lost: only the members'
+//     own timeouts end them. New connections pass once the rule is lifted.
 //
 // A connection whose sender is unknown (a request without X-Cairn-From,
 // such as a joining member reading the member list) is matched only by
@@ -40,10 +46,11 @@ const (
 	linkPass linkMode = iota
 	linkDrop
 	linkBlackhole
+	linkStall
 )
 
 func (m linkMode) String() string {
-	return [...]string{"pass", "drop", "blackhole"}[m]
+	return [...]string{"pass", "drop", "blackhole", "stall"}[m]
 }
 
 // anyMember in a rule's sender matches every sender, known or not.
@@ -116,6 +123,20 @@ func (n *peerNetwork) isolate(name string) {
 	}
 	n.mu.Unlock()
 	n.logf("network: %s isolated", name)
+	n.reapply()
+}
+
+// stall stalls every link to and from name, in both directions.
+func (n *peerNetwork) stall(name string) {
+	n.mu.Lock()
+	n.rules[link{anyMember, name}] = linkStall
+	for other := range n.proxies {
+		if other != name {
+			n.rules[link{name, other}] = linkStall
+		}
+	}
+	n.mu.Unlock()
+	n.logf("network: %s stalled", name)
 	n.reapply()
 }
 
@@ -241,11 +262,14 @@ type proxyConn struct {
 	in, out  net.Conn
 	mu       sync.Mutex
 	mode     linkMode
+	stuck    bool          // stalled once: it never moves again
+	closed   chan struct{} // closed by close
 	closeOne sync.Once
 }
 
 func (c *proxyConn) close() {
 	c.closeOne.Do(func() {
+		close(c.closed)
 		c.in.Close()
 		if c.out != nil {
 			c.out.Close()
@@ -256,8 +280,27 @@ func (c *proxyConn) close() {
 func (c *proxyConn) currentMode() linkMode {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.stuck {
+		return linkStall
+	}
 	return c.mode
 }
+
+// setMode sets the connection's mode; a stall sticks.
+func (c *proxyConn) setMode(m linkMode) (old linkMode) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old = c.mode
+	c.mode = m
+	if m == linkStall {
+		c.stuck = true
+	}
+	return old
+}
+
+// waitClosed blocks a stalled connection's copier until the connection is
+// closed: it reads nothing more.
+func (c *proxyConn) waitClosed() { <-c.closed }
 
 func (p *peerProxy) serve() {
 	for {
@@ -274,14 +317,14 @@ const sniffLimit = 64 << 10
 
 func (p *peerProxy) handle(in net.Conn) {
 	head, from := sniff(in)
-	c := &proxyConn{from: from, in: in}
+	c := &proxyConn{from: from, in: in, closed: make(chan struct{})}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		in.Close()
 		return
 	}
-	c.mode = p.net.mode(p.net.name(from), p.name)
+	c.setMode(p.net.mode(p.net.name(from), p.name))
 	if c.mode == linkDrop {
 		p.mu.Unlock()
 		in.Close()
@@ -296,10 +339,15 @@ func (p *peerProxy) handle(in net.Conn) {
 		p.mu.Unlock()
 	}()
 
-	if c.currentMode() == linkBlackhole {
+	switch c.currentMode() {
+	case linkBlackhole:
 		// Swallow everything until the rule is lifted (which closes the
 		// connection) or the sender gives up.
 		io.Copy(io.Discard, in)
+		return
+	case linkStall:
+		// Hold it, reading nothing, until the proxy closes.
+		c.waitClosed()
 		return
 	}
 	out, err := net.DialTimeout("tcp", p.target, 5*time.Second)
@@ -387,6 +435,9 @@ func (p *peerProxy) pipe(c *proxyConn, dst, src net.Conn) {
 	var last time.Time
 	buf := make([]byte, 32<<10)
 	for {
+		if c.currentMode() == linkStall {
+			break
+		}
 		n, err := src.Read(buf)
 		if n > 0 && c.currentMode() == linkPass {
 			at := time.Now().Add(p.net.chunkDelay())
@@ -402,21 +453,22 @@ func (p *peerProxy) pipe(c *proxyConn, dst, src net.Conn) {
 	}
 	close(q)
 	<-writerDone
+	if c.currentMode() == linkStall {
+		c.waitClosed()
+		return
+	}
 	dst.Close()
 }
 
 // reapply applies the network's rules to the open connections: dropped
-// ones are closed, blackholed ones swallow, and ones that leave a
-// blackhole are closed.
+// ones are closed, blackholed ones swallow, ones that leave a blackhole are
+// closed, and stalled ones stop for good.
 func (p *peerProxy) reapply() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for c := range p.conns {
 		mode := p.net.mode(p.net.name(c.from), p.name)
-		c.mu.Lock()
-		old := c.mode
-		c.mode = mode
-		c.mu.Unlock()
+		old := c.setMode(mode)
 		if mode == linkDrop || (old == linkBlackhole && mode == linkPass) {
 			c.close()
 		}
@@ -437,7 +489,8 @@ func (p *peerProxy) close() {
 
 // TestPeerProxy checks the proxy's faults on plain TCP: a connection
 // naming its sender passes, is delayed, is swallowed by a blackhole, is
-// refused while its link is cut, and passes again after healing.
+// stuck by a stall, is refused while its link is cut, and passes again
+// after healing (a stalled one stays stuck).
 func TestPeerProxy(t *testing.T) {
 	echo, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -514,6 +567,30 @@ func TestPeerProxy(t *testing.T) {
 	// Leaving the blackhole closes the connection: its stream lost bytes.
 	if _, err := readFor(c, 1, 5*time.Second); !closedErr(err) {
 		t.Fatalf("connection that left a blackhole: %v, want it closed", err)
+	}
+
+	// A stall stops the connections passing and holds new ones; lifting
+	// it lets new connections pass but leaves the stalled ones stuck.
+	c5 := dial("a")
+	if got, err := readFor(c5, len(head("a")), 5*time.Second); err != nil || got != head("a") {
+		t.Fatalf("passing link before a stall: read %q, %v", got, err)
+	}
+	n.stall("b")
+	io.WriteString(c5, "held")
+	if got, err := readFor(c5, 4, 500*time.Millisecond); err == nil || closedErr(err) || got != "" {
+		t.Fatalf("stalled link: read %q, %v; want nothing, and the connection open", got, err)
+	}
+	c6 := dial("c")
+	if got, err := readFor(c6, 1, 500*time.Millisecond); err == nil || closedErr(err) || got != "" {
+		t.Fatalf("new connection to a stalled member: read %q, %v; want nothing, and the connection open", got, err)
+	}
+	n.heal()
+	if got, err := readFor(c5, 4, 500*time.Millisecond); err == nil || closedErr(err) || got != "" {
+		t.Fatalf("stalled connection after the stall was lifted: read %q, %v; want it still stuck", got, err)
+	}
+	c7 := dial("c")
+	if got, err := readFor(c7, len(head("c")), 5*time.Second); err != nil || got != head("c") {
+		t.Fatalf("new connection after a stall: read %q, %v", got, err)
 	}
 
 	n.isolate("b")
