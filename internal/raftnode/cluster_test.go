@@ -259,7 +259,7 @@ func (nw *memNet) sentSince(mark int, match func(raftpb.Message) bool) []raftpb.
 // until every member in wait applied a configuration that satisfies ok.
 func confChange(t *testing.T, leader *member, typ raftpb.ConfChangeType, node uint64, ok func(raftpb.ConfState) bool, wait ...*member) {
 	t.Helper()
-	leader.n.ProposeConfChange(0, raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{{Type: typ, NodeID: node}}})
+	leader.n.ProposeConfChange(0, NewConfChange(typ, node, nil))
 	for _, w := range wait {
 		waitFor(t, fmt.Sprintf("member %d to apply %v %d", w.id, typ, node), func() bool { return ok(w.confState()) })
 	}

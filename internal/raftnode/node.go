@@ -279,6 +279,17 @@ func (n *Node) Propose(tag uint64, data []byte) {
 	n.poke()
 }
 
+// NewConfChange returns a configuration change of one member, as members
+// propose them: a ConfChangeV2 of one step, which raft applies as a simple
+// change (no joint configuration). context travels with it in the log.
+func NewConfChange(typ raftpb.ConfChangeType, node uint64, context []byte) raftpb.ConfChangeV2 {
+	return raftpb.ConfChangeV2{
+		Transition: raftpb.ConfChangeTransitionAuto,
+		Changes:    []raftpb.ConfChangeSingle{{Type: typ, NodeID: node}},
+		Context:    context,
+	}
+}
+
 // ProposeConfChange queues a configuration change.
 func (n *Node) ProposeConfChange(tag uint64, cc raftpb.ConfChangeI) {
 	n.mu.Lock()

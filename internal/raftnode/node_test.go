@@ -245,7 +245,7 @@ func TestOnDropWithoutLeader(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	h.n.ProposeConfChange(21, raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddLearnerNode, NodeID: 4}}})
+	h.n.ProposeConfChange(21, NewConfChange(raftpb.ConfChangeAddLearnerNode, 4, nil))
 
 	got := map[uint64]bool{}
 	timeout := time.After(waitTimeout)
@@ -460,7 +460,7 @@ func TestRestartFromSnapshot(t *testing.T) {
 func TestConfChangeAddsLearner(t *testing.T) {
 	h := start(t, Config{ID: 1, Bootstrap: []uint64{1}})
 	h.waitLeader()
-	h.n.ProposeConfChange(9, raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddLearnerNode, NodeID: 2}}})
+	h.n.ProposeConfChange(9, NewConfChange(raftpb.ConfChangeAddLearnerNode, 2, nil))
 
 	for found := false; !found; {
 		ap := h.nextApply()

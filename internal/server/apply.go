@@ -253,35 +253,64 @@ func (s *Server) applyLeaseRevoke(b *pebble.Batch, id int64) result {
 // ErrBadRequest: a committed request this member cannot apply.
 var ErrBadRequest = errors.New("etcdserver: unsupported request")
 
-// applyConfChange records a committed membership change. Raft itself has
-// already moved to the new configuration (see raftnode); cs is that
-// configuration, recorded so that snapshots carry it.
-func (s *Server) applyConfChange(ab *applyBatch, e *raftpb.Entry, cs raftpb.ConfState) error {
-	var changes []raftpb.ConfChangeSingle
-	var context []byte
-	var id uint64
+// confChangeContext is the context of a membership change this member
+// proposes (a ConfChangeV2): the request waiting for it, and the member it
+// adds, updates or promotes.
+type confChangeContext struct {
+	RequestID uint64            `json:"requestID"`
+	Member    membership.Member `json:"member"`
+}
+
+// decodeConfChange reads a committed configuration change: its steps, the
+// member it carries (nil if none) and the ID of the request waiting for it
+// (0 if none). Both entry types are read: ConfChange (V1) entries, which
+// older members proposed and raft's bootstrap writes, carry the request ID
+// in their ID and the member as their context; ConfChangeV2 entries carry a
+// confChangeContext, or nothing when raft itself proposed them.
+func decodeConfChange(e *raftpb.Entry) (changes []raftpb.ConfChangeSingle, m *membership.Member, reqID uint64, err error) {
 	switch e.Type {
 	case raftpb.EntryConfChange:
 		var cc raftpb.ConfChange
 		if err := cc.Unmarshal(e.Data); err != nil {
-			return fmt.Errorf("decode conf change %d: %v: %w", e.Index, err, storage.ErrCorrupt)
+			return nil, nil, 0, fmt.Errorf("decode conf change %d: %v: %w", e.Index, err, storage.ErrCorrupt)
 		}
 		changes = []raftpb.ConfChangeSingle{{Type: cc.Type, NodeID: cc.NodeID}}
-		context, id = cc.Context, cc.ID
-	default:
+		if len(cc.Context) > 0 {
+			m = new(membership.Member)
+			if err := json.Unmarshal(cc.Context, m); err != nil {
+				return nil, nil, 0, fmt.Errorf("decode conf change %d member: %v: %w", e.Index, err, storage.ErrCorrupt)
+			}
+		}
+		return changes, m, cc.ID, nil
+	case raftpb.EntryConfChangeV2:
 		var cc raftpb.ConfChangeV2
 		if err := cc.Unmarshal(e.Data); err != nil {
-			return fmt.Errorf("decode conf change %d: %v: %w", e.Index, err, storage.ErrCorrupt)
+			return nil, nil, 0, fmt.Errorf("decode conf change %d: %v: %w", e.Index, err, storage.ErrCorrupt)
 		}
-		changes, context = cc.Changes, cc.Context
+		if len(cc.Context) == 0 {
+			return cc.Changes, nil, 0, nil
+		}
+		var c confChangeContext
+		if err := json.Unmarshal(cc.Context, &c); err != nil {
+			return nil, nil, 0, fmt.Errorf("decode conf change %d context: %v: %w", e.Index, err, storage.ErrCorrupt)
+		}
+		return cc.Changes, &c.Member, c.RequestID, nil
+	}
+	return nil, nil, 0, fmt.Errorf("entry %d of type %v is not a configuration change: %w", e.Index, e.Type, storage.ErrCorrupt)
+}
+
+// applyConfChange records a committed membership change. Raft itself has
+// already moved to the new configuration (see raftnode); cs is that
+// configuration, recorded so that snapshots carry it.
+func (s *Server) applyConfChange(ab *applyBatch, e *raftpb.Entry, cs raftpb.ConfState) error {
+	changes, carried, id, err := decodeConfChange(e)
+	if err != nil {
+		return err
 	}
 	var m membership.Member
-	if len(context) > 0 {
-		if err := json.Unmarshal(context, &m); err != nil {
-			return fmt.Errorf("decode conf change %d member: %v: %w", e.Index, err, storage.ErrCorrupt)
-		}
+	if carried != nil {
+		m = *carried
 	}
-	var err error
 	for _, c := range changes {
 		switch c.Type {
 		case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
@@ -292,7 +321,7 @@ func (s *Server) applyConfChange(ab *applyBatch, e *raftpb.Entry, cs raftpb.Conf
 				err = s.cluster.Update(ab.b, c.NodeID, func(x *membership.Member) { x.IsLearner = learner })
 				continue
 			}
-			if len(context) == 0 {
+			if carried == nil {
 				continue
 			}
 			m.ID, m.IsLearner = c.NodeID, learner
@@ -307,7 +336,7 @@ func (s *Server) applyConfChange(ab *applyBatch, e *raftpb.Entry, cs raftpb.Conf
 				}
 			}
 		case raftpb.ConfChangeUpdateNode:
-			if len(context) > 0 {
+			if carried != nil {
 				err = s.cluster.Update(ab.b, c.NodeID, func(x *membership.Member) { x.PeerURLs = m.PeerURLs })
 			}
 		}

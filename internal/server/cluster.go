@@ -16,6 +16,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/cairn-io/cairn/internal/membership"
+	"github.com/cairn-io/cairn/internal/raftnode"
 	"github.com/cairn-io/cairn/internal/snapshot"
 	"github.com/cairn-io/cairn/internal/storage"
 	"github.com/cairn-io/cairn/internal/transport"
@@ -651,14 +652,13 @@ func (s *Server) proposeConfChange(ctx context.Context, typ raftpb.ConfChangeTyp
 	if s.Leader() == 0 {
 		return ErrNoLeader
 	}
-	data, err := json.Marshal(m)
+	id := s.reqIDs.next()
+	data, err := json.Marshal(confChangeContext{RequestID: id, Member: m})
 	if err != nil {
 		return err
 	}
-	id := s.reqIDs.next()
-	cc := raftpb.ConfChange{ID: id, Type: typ, NodeID: m.ID, Context: data}
 	ch := s.w.register(id)
-	s.node.ProposeConfChange(id, cc)
+	s.node.ProposeConfChange(id, raftnode.NewConfChange(typ, m.ID, data))
 	timer := time.NewTimer(s.cfg.ReqTimeout())
 	defer timer.Stop()
 	select {
