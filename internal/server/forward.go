@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -46,9 +47,21 @@ func (s *Server) leaderPeer(ctx context.Context) (uint64, []string, error) {
 	}
 }
 
-// forward POSTs body to path on the leader and returns the answer.
-func (s *Server) forward(ctx context.Context, path string, body []byte) (int, []byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReqTimeout())
+// forwardTimeout bounds a request forwarded to the leader: the leader's
+// own request timeout and an election timeout more, so that the leader's
+// answer, even "request timed out", arrives before the follower gives up.
+func (s *Server) forwardTimeout() time.Duration {
+	return s.cfg.ReqTimeout() + s.cfg.ElectionTimeout
+}
+
+// forward POSTs body to path on the leader and returns the answer. A
+// request the leader refused (503: not the leader, or not started) or
+// that never reached it goes to the leader again, looked up afresh. One
+// that may have reached it and failed is sent again only if repeatable: a
+// membership change must not be made twice, and its outcome is then
+// unknown (ErrTimeout).
+func (s *Server) forward(ctx context.Context, path string, body []byte, repeatable bool) (int, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.forwardTimeout())
 	defer cancel()
 	var lastErr error
 	for ctx.Err() == nil {
@@ -56,30 +69,14 @@ func (s *Server) forward(ctx context.Context, path string, body []byte) (int, []
 		if err != nil {
 			return 0, nil, err
 		}
-		for _, u := range urls {
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(u, "/")+path, bytes.NewReader(body))
-			if err != nil {
-				return 0, nil, err
-			}
-			s.transport.SetHeaders(req.Header, lead)
-			resp, err := s.forwardClient().Do(req)
-			if err != nil {
-				lastErr = err
-				continue
-			}
-			out, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-			resp.Body.Close()
-			if err != nil {
-				lastErr = err
-				continue
-			}
-			if resp.StatusCode == http.StatusServiceUnavailable {
-				// That member is no longer the leader; look again.
-				lastErr = errors.New(strings.TrimSpace(string(out)))
-				continue
-			}
-			return resp.StatusCode, out, nil
+		code, out, again, err := s.postToLeader(ctx, lead, urls, path, body, repeatable)
+		if err == nil {
+			return code, out, nil
 		}
+		if !again {
+			return 0, nil, err
+		}
+		lastErr = err
 		select {
 		case <-ctx.Done():
 		case <-time.After(50 * time.Millisecond):
@@ -91,9 +88,49 @@ func (s *Server) forward(ctx context.Context, path string, body []byte) (int, []
 	return 0, nil, ErrTimeout
 }
 
+// postToLeader POSTs body to path at the first of the leader's URLs that
+// answers. again reports whether a failed request may be sent again: it
+// did not reach the leader, the leader refused it before acting on it, or
+// it is repeatable.
+func (s *Server) postToLeader(ctx context.Context, lead uint64, urls []string, path string, body []byte, repeatable bool) (code int, out []byte, again bool, err error) {
+	err = fmt.Errorf("member %x has no peer URL", lead)
+	for _, u := range urls {
+		req, rerr := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(u, "/")+path, bytes.NewReader(body))
+		if rerr != nil {
+			return 0, nil, false, rerr
+		}
+		s.transport.SetHeaders(req.Header, lead)
+		resp, derr := s.forwardClient().Do(req)
+		if derr == nil {
+			out, derr = io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+			resp.Body.Close()
+		}
+		switch {
+		case derr != nil && (repeatable || notSent(derr)):
+			err = derr
+		case derr != nil:
+			return 0, nil, false, fmt.Errorf("%w: %s on the leader, outcome unknown: %v", ErrTimeout, path, derr)
+		case resp.StatusCode == http.StatusServiceUnavailable:
+			// That member is no longer the leader, or not yet serving;
+			// it did nothing.
+			err = errors.New(strings.TrimSpace(string(out)))
+		default:
+			return resp.StatusCode, out, false, nil
+		}
+	}
+	return 0, nil, true, err
+}
+
+// notSent reports whether a request failed before any of it reached the
+// peer: no connection could be made.
+func notSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
 func (s *Server) forwardLeaseRenew(ctx context.Context, id int64) (int64, error) {
 	body, _ := (&pb.LeaseKeepAliveRequest{ID: id}).Marshal()
-	code, out, err := s.forward(ctx, leaseRenewPath, body)
+	code, out, err := s.forward(ctx, leaseRenewPath, body, true)
 	if err != nil {
 		return -1, err
 	}
@@ -112,7 +149,7 @@ func (s *Server) forwardLeaseRenew(ctx context.Context, id int64) (int64, error)
 
 func (s *Server) forwardLeaseTTL(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
 	body, _ := r.Marshal()
-	code, out, err := s.forward(ctx, leaseTTLPath, body)
+	code, out, err := s.forward(ctx, leaseTTLPath, body, true)
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +291,7 @@ func (s *Server) forwardMemberChange(ctx context.Context, c memberChange) (membe
 	if err != nil {
 		return memberChangeResult{}, err
 	}
-	code, out, err := s.forward(ctx, memberChangePath, body)
+	code, out, err := s.forward(ctx, memberChangePath, body, false)
 	if err != nil {
 		return memberChangeResult{}, err
 	}

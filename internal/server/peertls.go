@@ -28,7 +28,8 @@ func (s *Server) newPeerHTTPClient(timeout time.Duration) *http.Client {
 }
 
 // forwardClient is the client forwarded requests go through, made once.
+// Each forwarded request carries its own deadline (forwardTimeout).
 func (s *Server) forwardClient() *http.Client {
-	s.peerHTTPOnce.Do(func() { s.peerHTTP = s.newPeerHTTPClient(5 * time.Second) })
+	s.peerHTTPOnce.Do(func() { s.peerHTTP = s.newPeerHTTPClient(0) })
 	return s.peerHTTP
 }
