@@ -94,6 +94,7 @@ func (s *Server) applyAll(ap raftnode.Apply) error {
 		s.onRemoved()
 		return nil
 	}
+	s.dropRejectedSnapshots()
 	s.maybeSnapshot()
 	return nil
 }

@@ -125,12 +125,15 @@ func beUint64(b []byte) uint64 {
 }
 
 // receiveSnapshot writes a snapshot from the leader to a file and verifies
-// it before raft hears of it.
+// it before raft hears of it. The file and its name are durable before it
+// returns: raft may record the snapshot, and a restart then installs it
+// from the file.
 func (s *Server) receiveSnapshot(m raftpb.Message, r io.Reader) error {
 	if err := os.MkdirAll(s.snapDir(), 0o700); err != nil {
 		return err
 	}
-	path := s.snapPath(m.Snapshot.Metadata.Index)
+	index := m.Snapshot.Metadata.Index
+	path := s.snapPath(index)
 	tmp, err := os.CreateTemp(s.snapDir(), "receiving-*")
 	if err != nil {
 		return err
@@ -148,7 +151,48 @@ func (s *Server) receiveSnapshot(m raftpb.Message, r io.Reader) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), path)
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	if err := syncDir(s.snapDir()); err != nil {
+		return fmt.Errorf("received snapshot %d: %w", index, err)
+	}
+	s.snapFilesMu.Lock()
+	s.snapFiles[index] = struct{}{}
+	s.snapFilesMu.Unlock()
+	return nil
+}
+
+// syncDir makes the entries of directory dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// dropRejectedSnapshots removes the received snapshot files at or below
+// the applied index: raft refuses a snapshot it does not need (its log
+// already has the entries, committed), and the apply loop installs the
+// ones it takes before the applied index passes them, so a file still here
+// by then was refused.
+func (s *Server) dropRejectedSnapshots() {
+	applied := s.appliedIndex.Load()
+	s.snapFilesMu.Lock()
+	defer s.snapFilesMu.Unlock()
+	for index := range s.snapFiles {
+		if index > applied {
+			continue
+		}
+		if err := os.Remove(s.snapPath(index)); err != nil && !os.IsNotExist(err) {
+			s.lg.Warn("removing a received snapshot raft did not need", "index", index, "err", err)
+			continue
+		}
+		s.lg.Info("removed a received snapshot raft did not need", "index", index)
+		delete(s.snapFiles, index)
+	}
 }
 
 // installSnapshot replaces this member's state with a snapshot received
@@ -228,6 +272,9 @@ func (s *Server) installSnapshot(snap raftpb.Snapshot) error {
 	s.confState = meta.ConfState
 	s.snapIndex = meta.Index
 	os.Remove(path)
+	s.snapFilesMu.Lock()
+	delete(s.snapFiles, meta.Index)
+	s.snapFilesMu.Unlock()
 	s.lg.Info("installed a snapshot from the leader", "index", meta.Index, "revision", s.kv.Rev())
 	return nil
 }
@@ -714,7 +761,10 @@ func (s *Server) onRemoved() {
 	s.fail(ErrRemoved)
 }
 
-// dropOwnSnapshotFiles removes received snapshots already installed.
+// dropOldSnapshotFiles removes, at start, the received snapshots left
+// over: after the snapshot raft recorded is installed, every other file is
+// one raft refused, or never heard of (a crash came first, and the leader
+// sends it again), or a partial receive.
 func (s *Server) dropOldSnapshotFiles() {
 	entries, err := os.ReadDir(s.snapDir())
 	if err != nil {
@@ -722,9 +772,7 @@ func (s *Server) dropOldSnapshotFiles() {
 	}
 	for _, e := range entries {
 		var idx uint64
-		if _, err := fmt.Sscanf(e.Name(), "%016x.snap", &idx); err == nil && idx <= s.appliedIndex.Load() {
-			os.Remove(filepath.Join(s.snapDir(), e.Name()))
-		} else if strings.HasPrefix(e.Name(), "receiving-") {
+		if _, err := fmt.Sscanf(e.Name(), "%016x.snap", &idx); err == nil || strings.HasPrefix(e.Name(), "receiving-") {
 			os.Remove(filepath.Join(s.snapDir(), e.Name()))
 		}
 	}

@@ -280,6 +280,10 @@ type Server struct {
 	appliedTerm  atomic.Uint64
 	snapIndex    uint64
 	confState    raftpb.ConfState
+	// snapFiles are the indexes of received snapshot files not yet
+	// installed or dropped.
+	snapFilesMu sync.Mutex
+	snapFiles   map[uint64]struct{}
 	// removedSelf: the apply loop applied this member's removal.
 	removedSelf bool
 	applyNotify atomic.Pointer[chan struct{}]
@@ -326,6 +330,7 @@ func New(cfg Config) (*Server, error) {
 		done:       make(chan struct{}),
 		errc:       make(chan error, 1),
 		started:    time.Now(),
+		snapFiles:  map[uint64]struct{}{},
 	}
 	s.w.init()
 	s.readBatch = newReadBatch()
