@@ -137,10 +137,10 @@ func newCtlSession(cmd *cobra.Command, s streams, g *ctlFlags, kind outputKind) 
 	if err != nil {
 		return nil, err
 	}
-	if !p.supports(kind) {
-		return nil, ctlErrorf(exitBadFeature, "%s not supported as output format", g.writeOut)
-	}
 	sess := &ctlSession{s: s, g: g, printer: p, logger: zap.NewNop()}
+	if err := sess.supports(kind); err != nil {
+		return nil, err
+	}
 	if g.debug {
 		sess.startDebug(fs)
 	}
@@ -148,6 +148,14 @@ func newCtlSession(cmd *cobra.Command, s streams, g *ctlFlags, kind outputKind) 
 		return nil, err
 	}
 	return sess, nil
+}
+
+// supports refuses a --write-out format that cannot print kind.
+func (c *ctlSession) supports(kind outputKind) error {
+	if !c.printer.supports(kind) {
+		return ctlErrorf(exitBadFeature, "%s not supported as output format", c.g.writeOut)
+	}
+	return nil
 }
 
 // startDebug prints the effective client flags and turns on the client and

@@ -64,7 +64,9 @@ func newEndpointCommand(s streams) *cobra.Command {
 		Long: "Print the status of each endpoint. The simple format writes one comma-separated\n" +
 			"line per endpoint with the same columns as the table format.",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sess, err := newCtlSession(cmd, s, g, endpointOutput)
+			// As etcdctl, the endpoints are asked (and those that do not
+			// answer reported) before an unusable format is refused.
+			sess, err := newCtlSession(cmd, s, g, noOutput)
 			if err != nil {
 				return err
 			}
@@ -86,7 +88,7 @@ func newEndpointCommand(s streams) *cobra.Command {
 			if len(args) != 0 {
 				return ctlErrorf(exitBadArgs, "endpoint hashkv command accepts no arguments")
 			}
-			sess, err := newCtlSession(cmd, s, g, endpointOutput)
+			sess, err := newCtlSession(cmd, s, g, noOutput) // as status
 			if err != nil {
 				return err
 			}
@@ -221,6 +223,9 @@ func (c *ctlSession) endpointStatus(ctx context.Context, eps []string) error {
 		}
 		list = append(list, epStatus{Ep: ep, Resp: (*pb.StatusResponse)(resp)})
 	}
+	if err := c.supports(endpointOutput); err != nil {
+		return err
+	}
 	c.printer.endpointStatus(list)
 	if failed {
 		return ExitError{Code: exitError}
@@ -251,6 +256,9 @@ func (c *ctlSession) endpointHashKV(ctx context.Context, eps []string, rev int64
 			continue
 		}
 		list = append(list, epHashKV{Ep: ep, Resp: resp})
+	}
+	if err := c.supports(endpointOutput); err != nil {
+		return err
 	}
 	c.printer.endpointHashKV(list)
 	if lastErr != nil {
