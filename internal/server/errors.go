@@ -35,7 +35,4 @@ var (
 	ErrTimeoutWaitAppliedIndex = errors.New("etcdserver: request timed out, waiting for the applied index took too long")
 	// ErrBadConfig: the member configuration is unusable.
 	ErrBadConfig = errors.New("etcdserver: invalid configuration")
-	// ErrDataDirMismatch: the data directory belongs to another member or
-	// cluster than the flags name.
-	ErrDataDirMismatch = errors.New("etcdserver: data directory does not match the configuration")
 )
