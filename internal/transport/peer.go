@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -292,12 +293,17 @@ func (p *peer) stream() (accepted bool, err error) {
 	}
 }
 
-// readKeepalives reads and discards a stream's answer, the peer's
-// keepalives, putting off silence by timeout whenever something arrives.
+// readKeepalives reads a stream's answer, the peer's keepalives, putting
+// off silence by timeout whenever something arrives, until the stream ends
+// or the peer says this member was removed.
 func readKeepalives(body io.Reader, silence *time.Timer, timeout time.Duration) error {
 	buf := make([]byte, 64)
 	for {
-		if _, err := body.Read(buf); err != nil {
+		n, err := body.Read(buf)
+		if bytes.IndexByte(buf[:n], removedByte) >= 0 {
+			return ErrMemberRemoved
+		}
+		if err != nil {
 			return err
 		}
 		silence.Reset(timeout)

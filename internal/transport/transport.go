@@ -289,6 +289,15 @@ func (t *Transport) Stop() {
 	t.wg.Wait()
 }
 
+// A stream's answer carries a keepalive byte (0) every keepalive interval,
+// and removedByte, as its last byte, when the receiver found the sender
+// removed from the cluster.
+const removedByte = 'R'
+
+// removalCheckInterval is how often a stream's receiver checks that the
+// sender is still a member.
+const removalCheckInterval = 500 * time.Millisecond
+
 // keepaliveFrame is a frame of no message: a stream's sender writes it
 // when it has had nothing to send for a while.
 var keepaliveFrame = []byte{0, 0, 0, 0}
@@ -438,11 +447,13 @@ func (t *Transport) serveStream(w http.ResponseWriter, r *http.Request) {
 		defer wg.Done()
 		t.sendKeepalives(w, rc, stop)
 	}()
-	defer func() {
+	stopKeepalives := sync.OnceFunc(func() {
 		close(stop)
 		wg.Wait()
-	}()
+	})
+	defer stopKeepalives()
 	br := bufio.NewReaderSize(&idleReader{r: r.Body, rc: rc, timeout: t.cfg.ConnTimeout}, 64<<10)
+	var checked time.Time
 	for {
 		m, keepalive, err := readFrame(br)
 		if err != nil {
@@ -450,6 +461,21 @@ func (t *Transport) serveStream(w http.ResponseWriter, r *http.Request) {
 				t.lg.Debug("peer stream ended", "from", fmt.Sprintf("%x", from), "err", err)
 			}
 			return
+		}
+		// A member removed while its stream is open may never apply its
+		// own removal (it is no longer sent the entries after it): tell it
+		// on the stream, as a new stream would be told with a 410.
+		if now := time.Now(); now.Sub(checked) >= removalCheckInterval {
+			checked = now
+			if t.cfg.IsRemoved(from) {
+				stopKeepalives()
+				_ = rc.SetWriteDeadline(now.Add(t.cfg.ConnTimeout))
+				if _, err := w.Write([]byte{removedByte}); err == nil {
+					_ = rc.Flush()
+				}
+				t.lg.Info("ended the stream of a removed member", "from", fmt.Sprintf("%x", from))
+				return
+			}
 		}
 		if keepalive {
 			continue

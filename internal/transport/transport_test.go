@@ -241,6 +241,45 @@ func TestRemovedMemberIsTold(t *testing.T) {
 	}
 }
 
+// TestRemovedWhileStreaming: a member removed while its stream is open is
+// told on that stream; it need not open a new one to hear the 410, which
+// it would never do while the stream stays up.
+func TestRemovedWhileStreaming(t *testing.T) {
+	r2 := newFakeRaft()
+	var gone atomic.Bool
+	t2 := New(Config{ClusterID: 7, MemberID: 2, Raft: r2, IsRemoved: func(id uint64) bool { return id == 1 && gone.Load() }})
+	srv := httptest.NewServer(t2.Handler())
+	defer srv.Close()
+	removed := make(chan struct{}, 1)
+	t1 := New(Config{ClusterID: 7, MemberID: 1, Raft: newFakeRaft(), OnRemoved: func() {
+		select {
+		case removed <- struct{}{}:
+		default:
+		}
+	}})
+	defer t1.Stop()
+	t1.AddPeer(2, []string{srv.URL})
+	t1.Send([]raftpb.Message{{Type: raftpb.MsgHeartbeat, From: 1, To: 2}})
+	waitFor(t, "the first message", func() bool {
+		r2.mu.Lock()
+		defer r2.mu.Unlock()
+		return len(r2.steps) == 1
+	})
+	gone.Store(true)
+	// The member goes on sending, as a removed member campaigning does.
+	deadline := time.After(10 * time.Second)
+	for {
+		t1.Send([]raftpb.Message{{Type: raftpb.MsgPreVote, From: 1, To: 2}})
+		select {
+		case <-removed:
+			return
+		case <-deadline:
+			t.Fatal("a member removed while streaming was not told")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 func TestFullQueueDropsAndReports(t *testing.T) {
 	r1 := newFakeRaft()
 	t1 := New(Config{ClusterID: 7, MemberID: 1, Raft: r1, QueueLength: 4})
