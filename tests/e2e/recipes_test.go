@@ -271,6 +271,50 @@ func TestSTM(t *testing.T) {
 		return sum, nil
 	}
 
+	// First a conflict made on purpose: a transfer reads account 0, a
+	// second transfer from account 0 commits, and only then does the first
+	// try to commit. It must be refused and run again on the new balance.
+	read, changed := make(chan struct{}), make(chan struct{})
+	attempts := 0
+	firstDone := make(chan error, 1)
+	go func() {
+		_, err := concurrency.NewSTM(m.Client(t), func(s concurrency.STM) error {
+			attempts++
+			a, _ := strconv.Atoi(s.Get("acct/0"))
+			b, _ := strconv.Atoi(s.Get("acct/1"))
+			if attempts == 1 {
+				close(read)
+				<-changed
+			}
+			s.Put("acct/0", strconv.Itoa(a-10))
+			s.Put("acct/1", strconv.Itoa(b+10))
+			return nil
+		}, concurrency.WithAbortContext(ctx))
+		firstDone <- err
+	}()
+	<-read
+	if _, err := concurrency.NewSTM(setup, func(s concurrency.STM) error {
+		a, _ := strconv.Atoi(s.Get("acct/0"))
+		c, _ := strconv.Atoi(s.Get("acct/2"))
+		s.Put("acct/0", strconv.Itoa(a-5))
+		s.Put("acct/2", strconv.Itoa(c+5))
+		return nil
+	}, concurrency.WithAbortContext(ctx)); err != nil {
+		t.Fatal(err)
+	}
+	close(changed)
+	if err := <-firstDone; err != nil {
+		t.Fatal(err)
+	}
+	r, err := setup.Get(ctx, "acct/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if attempts != 2 || string(r.Kvs[0].Value) != strconv.Itoa(initial-15) {
+		t.Fatalf("a transfer whose read was changed under it ran %d times and left account 0 at %s; want 2 runs and %d",
+			attempts, r.Kvs[0].Value, initial-15)
+	}
+
 	stop := make(chan struct{})
 	var auditorErr atomic.Value
 	var audits atomic.Int64
@@ -341,7 +385,7 @@ func TestSTM(t *testing.T) {
 	if v := auditorErr.Load(); v != nil {
 		t.Error(v)
 	}
-	r, err := setup.Get(ctx, "acct/", clientv3.WithPrefix())
+	r, err = setup.Get(ctx, "acct/", clientv3.WithPrefix())
 	if err != nil {
 		t.Fatal(err)
 	}
