@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -144,6 +145,82 @@ func TestSnapshotRestore(t *testing.T) {
 	}
 
 	t.Run("damaged", func(t *testing.T) { restoreDamaged(t, data) })
+	t.Run("three-members", func(t *testing.T) { restoreCluster(t, file, rev, orig) })
+}
+
+// restoreCluster restores one snapshot into a new 3-member cluster with
+// `cairn snapshot restore`, once per member with its name, the whole
+// --initial-cluster and its peer URL (as etcdutl takes them), starts the
+// three on the restored directories and checks that they form one cluster
+// with the snapshot's history: one leader, the snapshot's HashKV on every
+// member, and writes that continue from its revision on all of them.
+func restoreCluster(t *testing.T, file string, rev int64, orig *clientv3.HashKVResponse) {
+	c := framework.StartCluster(t, 3, framework.Config{Name: "r"})
+	var peers []string
+	for _, m := range c.Members {
+		peers = append(peers, m.Name()+"="+m.AdvertisedPeerURL())
+	}
+	for _, m := range c.Members {
+		m.Stop(t)
+	}
+	bin := framework.CairnBinary(t)
+	for _, m := range c.Members {
+		if err := os.RemoveAll(m.DataDir()); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(bin, "snapshot", "restore", file,
+			"--name", m.Name(), "--data-dir", m.DataDir(),
+			"--initial-cluster", strings.Join(peers, ","),
+			"--initial-advertise-peer-urls", m.AdvertisedPeerURL(),
+			"--initial-cluster-token", "restored-cluster").CombinedOutput()
+		if err != nil {
+			t.Fatalf("snapshot restore for %s: %v\n%s", m.Name(), err, out)
+		}
+	}
+	for _, m := range c.Members {
+		m.Launch(t)
+	}
+	c.Leader(t)
+	ctx := deadlineCtx(t, time.Minute)
+	ids := map[uint64]bool{}
+	for _, m := range c.Members {
+		cli := m.Client(t)
+		got, err := cli.HashKV(ctx, m.Endpoint(), rev)
+		if err != nil {
+			t.Fatalf("HashKV(%d) on %s: %v", rev, m.Name(), err)
+		}
+		if got.Hash != orig.Hash || got.CompactRevision != orig.CompactRevision {
+			t.Errorf("%s: HashKV(%d) hash=%d compact_revision=%d, snapshot's hash=%d compact_revision=%d",
+				m.Name(), rev, got.Hash, got.CompactRevision, orig.Hash, orig.CompactRevision)
+		}
+		ml, err := cli.MemberList(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ml.Members) != 3 {
+			t.Errorf("%s lists %d members, want 3", m.Name(), len(ml.Members))
+		}
+		ids[ml.Header.ClusterId] = true
+	}
+	if len(ids) != 1 {
+		t.Errorf("the restored members are in %d clusters, want one", len(ids))
+	}
+	put, err := c.Client(t).Put(ctx, "snap/after-restore", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if put.Header.Revision != rev+1 {
+		t.Errorf("first write on the restored cluster at revision %d, want %d", put.Header.Revision, rev+1)
+	}
+	for _, m := range c.Members {
+		framework.Poll(t, 30*time.Second, m.Name()+" to apply the write", func() error {
+			r, err := m.Client(t).Get(ctx, "snap/after-restore", clientv3.WithSerializable())
+			if err != nil || len(r.Kvs) != 1 {
+				return fmt.Errorf("%v %v", r, err)
+			}
+			return nil
+		})
+	}
 }
 
 // restoreDamaged feeds Restore truncated and bit-flipped copies of a good
