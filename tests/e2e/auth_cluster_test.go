@@ -186,13 +186,7 @@ func TestAuthSnapshotsAndJoins(t *testing.T) {
 	}
 	setupAuth(t, root)
 	leader := c.Leader(t)
-	var f *framework.Member
-	for _, m := range c.Members {
-		if m != leader {
-			f = m
-			break
-		}
-	}
+	f := c.FollowerOf(leader)
 	f.Stop(t)
 
 	// Auth changes while f is down, between writes that outrun the log.

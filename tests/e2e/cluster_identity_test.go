@@ -129,13 +129,7 @@ func strangerIsolated(t *testing.T, s *stranger) {
 // runs in t; the replacement lives as long as the cluster's test, top.
 func wipedMemberRestartedAsNew(t, top *testing.T, c *framework.Cluster) {
 	leader := c.Leader(t)
-	var f *framework.Member
-	for _, m := range c.Members {
-		if m != leader {
-			f = m
-			break
-		}
-	}
+	f := c.FollowerOf(leader)
 	id := memberID(t, f)
 	f.Stop(t)
 	if err := os.RemoveAll(f.DataDir()); err != nil {
@@ -182,13 +176,7 @@ func wipedMemberRestartedAsNew(t, top *testing.T, c *framework.Cluster) {
 // 0, saying so; the others serve on.
 func removedWhileDown(t *testing.T, c *framework.Cluster) {
 	leader := c.Leader(t)
-	var f *framework.Member
-	for _, m := range c.Members {
-		if m != leader {
-			f = m
-			break
-		}
-	}
+	f := c.FollowerOf(leader)
 	id := memberID(t, f)
 	f.Stop(t)
 	rest := slices.DeleteFunc(slices.Clone(c.Members), func(m *framework.Member) bool { return m == f })

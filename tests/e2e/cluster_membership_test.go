@@ -239,13 +239,7 @@ func learnerRefuses(t *testing.T, l *framework.Member) {
 // others keep serving.
 func removeMember(t *testing.T, c *framework.Cluster) {
 	leader := c.Leader(t)
-	var victim *framework.Member
-	for _, m := range c.Members {
-		if m != leader {
-			victim = m
-			break
-		}
-	}
+	victim := c.FollowerOf(leader)
 	id := memberID(t, victim)
 	var rest []*framework.Member
 	var eps []string
@@ -288,13 +282,7 @@ func removeMember(t *testing.T, c *framework.Cluster) {
 // URL, and the member list must show the new URL.
 func updatePeerURL(t *testing.T, c *framework.Cluster) {
 	leader := c.Leader(t)
-	var f *framework.Member
-	for _, m := range c.Members {
-		if m != leader {
-			f = m
-			break
-		}
-	}
+	f := c.FollowerOf(leader)
 	id := memberID(t, f)
 	f.Stop(t)
 	url := f.MovePeerURL(t)
@@ -335,13 +323,7 @@ func updatePeerURL(t *testing.T, c *framework.Cluster) {
 func moveLeader(t *testing.T, c *framework.Cluster) {
 	for range 2 {
 		leader := c.Leader(t)
-		var target *framework.Member
-		for _, m := range c.Members {
-			if m != leader {
-				target = m
-				break
-			}
-		}
+		target := c.FollowerOf(leader)
 		id := memberID(t, target)
 		out := etcdctl(t, c.Endpoints(), "move-leader", strconv.FormatUint(id, 16))
 		if !strings.Contains(out, "Leadership transferred") {
@@ -356,13 +338,7 @@ func moveLeader(t *testing.T, c *framework.Cluster) {
 	}
 	// Asking a follower to move leadership is refused, as in etcd.
 	leader := c.Leader(t)
-	var f *framework.Member
-	for _, m := range c.Members {
-		if m != leader {
-			f = m
-			break
-		}
-	}
+	f := c.FollowerOf(leader)
 	_, err := f.Client(t).MoveLeader(testCtx(t, 10*time.Second), memberID(t, leader))
 	if !errorIs(err, rpctypes.ErrGRPCNotLeader) {
 		t.Fatalf("MoveLeader on a follower: %v, want %v", err, rpctypes.ErrGRPCNotLeader)

@@ -177,13 +177,7 @@ func killLeader(t *testing.T, c *framework.Cluster, cli *clientv3.Client, kills 
 // 100) and the leader must have sent a snapshot.
 func followerCatchesUp(t *testing.T, c *framework.Cluster, cli *clientv3.Client, n int, bySnapshot bool) {
 	leader := c.Leader(t)
-	var f *framework.Member
-	for _, m := range c.Members {
-		if m != leader {
-			f = m
-			break
-		}
-	}
+	f := c.FollowerOf(leader)
 	f.Stop(t)
 	sentBefore := snapshotsSent(t, c.Members)
 	ctx := testCtx(t, 60*time.Second)

@@ -132,22 +132,8 @@ func TestGatewayDocs(t *testing.T) {
 
 // decodeGateway decodes a sequence of JSON documents, with the fields that
 // differ between members (the header's cluster_id, member_id and
-// raft_term, a member's ID and URLs, a token) replaced by "*".
-func decodeGateway(s string) ([]any, error) {
-	dec := json.NewDecoder(strings.NewReader(s))
-	var out []any
-	for {
-		var v any
-		err := dec.Decode(&v)
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, blankGateway(v))
-	}
-}
+// raft_term, a member's ID and URLs, a token, a TTL) replaced by "*".
+func decodeGateway(s string) ([]any, error) { return decodeEach(s, blankGateway) }
 
 func blankGateway(v any) any {
 	switch x := v.(type) {

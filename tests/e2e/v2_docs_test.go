@@ -311,8 +311,11 @@ func normalize(v any) any {
 }
 
 // decodeAll decodes a sequence of JSON values (a stream watch prints one
-// per line).
-func decodeAll(s string) ([]any, error) {
+// per line), each normalized.
+func decodeAll(s string) ([]any, error) { return decodeEach(s, normalize) }
+
+// decodeEach decodes a sequence of JSON values, passing each through norm.
+func decodeEach(s string, norm func(any) any) ([]any, error) {
 	dec := json.NewDecoder(strings.NewReader(s))
 	var out []any
 	for {
@@ -324,7 +327,7 @@ func decodeAll(s string) ([]any, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, normalize(v))
+		out = append(out, norm(v))
 	}
 }
 

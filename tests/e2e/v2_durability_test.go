@@ -99,13 +99,7 @@ func withoutShort(s string) string {
 func TestV2SnapshotCatchUp(t *testing.T) {
 	c := framework.StartCluster(t, 3, framework.Config{Args: []string{"--snapshot-count", "20", "--snapshot-catchup-entries", "10"}})
 	leader := c.Leader(t)
-	var lagging *framework.Member
-	for _, m := range c.Members {
-		if m != leader {
-			lagging = m
-			break
-		}
-	}
+	lagging := c.FollowerOf(leader)
 	lagging.Stop(t)
 	for i := 0; i < 100; i++ {
 		if r := v2Request(t, "PUT", leader.ClientURL(), "/v2/keys/snap/"+strconv.Itoa(i), form("value", fmt.Sprint(i))); r.status != 201 {

@@ -23,6 +23,13 @@ type v2Response struct {
 // (nil: no body) and returns the whole answer.
 func v2Request(t testing.TB, method, base, target string, form url.Values) v2Response {
 	t.Helper()
+	return v2As(t, "", "", method, base, target, form)
+}
+
+// v2As sends a v2 request as user (none if ""), with form (if not nil)
+// as a urlencoded body.
+func v2As(t testing.TB, user, password, method, base, target string, form url.Values) v2Response {
+	t.Helper()
 	var body io.Reader
 	if form != nil {
 		body = strings.NewReader(form.Encode())
@@ -35,6 +42,9 @@ func v2Request(t testing.TB, method, base, target string, form url.Values) v2Res
 	}
 	if form != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if user != "" {
+		req.SetBasicAuth(user, password)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

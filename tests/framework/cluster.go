@@ -100,6 +100,16 @@ func (c *Cluster) Client(t testing.TB) *clientv3.Client {
 	return newClient(t, c.Endpoints(), c.cfg.Security)
 }
 
+// FollowerOf returns the first member that is not leader.
+func (c *Cluster) FollowerOf(leader *Member) *Member {
+	for _, m := range c.Members {
+		if m != leader {
+			return m
+		}
+	}
+	return nil
+}
+
 // Leader waits until the running members agree on a leader and returns it.
 func (c *Cluster) Leader(t testing.TB) *Member {
 	t.Helper()
