@@ -5,8 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -18,26 +16,6 @@ import (
 	"github.com/cairn-io/cairn/internal/membership"
 	"github.com/cairn-io/cairn/internal/storage"
 )
-
-// fuzzServer starts a member for one fuzz input.
-func fuzzServer(t *testing.T) *Server {
-	const peer = "http://127.0.0.1:1" // never dialled: no other member
-	s, err := New(Config{
-		Name: "m0", DataDir: t.TempDir(), PeerURLs: []string{peer}, ClientURLs: []string{"http://127.0.0.1:2"},
-		InitialCluster: "m0=" + peer, CacheBytes: 1 << 20,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Stop)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := s.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
 
 // splitEntries reads fuzz input as entries, each a length (2 bytes,
 // big-endian) and that many bytes; a short last one takes what is left.
@@ -106,7 +84,7 @@ func FuzzApplyEntry(f *testing.F) {
 		if len(entries) == 0 {
 			return
 		}
-		s := fuzzServer(t)
+		s := startTestMember(t, func(*Config) {})
 		for _, e := range entries {
 			if !applyFuzzEntry(t, s, e) {
 				return

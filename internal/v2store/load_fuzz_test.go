@@ -25,20 +25,12 @@ func appendRecord(b []byte, kind byte, key, value []byte) []byte {
 
 // v2Records turns the v2 keyspace of db into fuzz input.
 func v2Records(t testing.TB, db *pebble.DB) []byte {
-	lo, hi := storage.PrefixBounds(storage.PrefixV2)
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer it.Close()
 	var out []byte
-	for it.First(); it.Valid(); it.Next() {
-		k := it.Key()
-		if len(k) < 2 || len(k)-2 > 255 || len(it.Value()) > 65535 {
-			continue
+	eachV2(t, db, func(k, v []byte) {
+		if len(k) >= 2 && len(k)-2 <= 255 && len(v) <= 65535 {
+			out = appendRecord(out, k[1], k[2:], v)
 		}
-		out = appendRecord(out, k[1], k[2:], it.Value())
-	}
+	})
 	return out
 }
 

@@ -52,6 +52,13 @@ func dump(s *Store) string {
 }
 
 func v2Keyspace(t testing.TB, db *pebble.DB) []byte {
+	var out []byte
+	eachV2(t, db, func(k, v []byte) { out = fmt.Appendf(out, "%q=%q\n", k, v) })
+	return out
+}
+
+// eachV2 calls fn with every key and value of the v2 keyspace, in order.
+func eachV2(t testing.TB, db *pebble.DB, fn func(k, v []byte)) {
 	t.Helper()
 	lo, hi := storage.PrefixBounds(storage.PrefixV2)
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
@@ -59,11 +66,9 @@ func v2Keyspace(t testing.TB, db *pebble.DB) []byte {
 		t.Fatal(err)
 	}
 	defer it.Close()
-	var out []byte
 	for it.First(); it.Valid(); it.Next() {
-		out = fmt.Appendf(out, "%q=%q\n", it.Key(), it.Value())
+		fn(it.Key(), it.Value())
 	}
-	return out
 }
 
 // randomRequest makes a v2 request over a small key space, so that

@@ -30,30 +30,40 @@ func v2Request(t testing.TB, method, base, target string, form url.Values) v2Res
 // as a urlencoded body.
 func v2As(t testing.TB, user, password, method, base, target string, form url.Values) v2Response {
 	t.Helper()
-	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
+	if form == nil {
+		return v2Send(t, user, password, method, base+target, "", "")
 	}
+	return v2Send(t, user, password, method, base+target, "application/x-www-form-urlencoded", form.Encode())
+}
+
+// v2Send sends method to url as user (none if ""), with body of
+// contentType (none if ""), and returns the whole answer.
+func v2Send(t testing.TB, user, password, method, url, contentType, body string) v2Response {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, base+target, body)
+	var rd io.Reader
+	if contentType != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	if user != "" {
 		req.SetBasicAuth(user, password)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, target, err)
+		t.Fatalf("%s %s: %v", method, url, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("%s %s: reading body: %v", method, target, err)
+		t.Fatalf("%s %s: reading body: %v", method, url, err)
 	}
 	return v2Response{status: resp.StatusCode, header: resp.Header, body: string(b)}
 }
