@@ -76,7 +76,7 @@ func (s *Server) reclaimSpace(deleted int64, lo, hi []byte) {
 			s.lg.Warn("flushing after compaction", "err", err)
 			return
 		}
-		total, _ := s.db.Size()
+		total, _ := s.db.SizeNow()
 		if deleted*10 < total {
 			return
 		}

@@ -602,8 +602,8 @@ func (s *Server) Cluster() *membership.Cluster { return s.cluster }
 func (s *Server) Config() Config { return s.cfg }
 
 // StorageSize reports the on-disk size of the member's database and the
-// part of it live data uses.
-func (s *Server) StorageSize() (total, inUse int64) { return s.db.Size() }
+// part of it live data uses, counting every write made so far.
+func (s *Server) StorageSize() (total, inUse int64) { return s.db.SizeNow() }
 
 // WaitReady blocks until the member has a leader and has applied the
 // entries committed when it started, or ctx ends.

@@ -232,18 +232,21 @@ func get(g getter, key []byte) ([]byte, bool, error) {
 // bytes live data needs. Like etcd's db size it leaves out the write-ahead
 // log's files (Pebble keeps a few flushed ones to reuse), but counts the
 // data they hold that is not in tables yet. Computing the figures walks
-// Pebble's metadata, so they are cached for sizeRefresh: the quota check
-// asks on every write.
+// Pebble's metadata, so Size answers from a cache up to sizeRefresh old:
+// the quota check asks on every write. Answers to users (Status, metrics)
+// come from SizeNow.
 func (d *DB) Size() (total, inUse int64) {
-	now := time.Now().UnixNano()
-	if now-d.sizeAt.Load() < int64(sizeRefresh) {
+	if time.Now().UnixNano()-d.sizeAt.Load() < int64(sizeRefresh) {
 		return d.sizeTotal.Load(), d.sizeInUse.Load()
 	}
+	return d.SizeNow()
+}
+
+// SizeNow is Size computed now, counting every write made so far; it
+// refreshes the cache Size answers from.
+func (d *DB) SizeNow() (total, inUse int64) {
 	d.sizeMu.Lock()
 	defer d.sizeMu.Unlock()
-	if now-d.sizeAt.Load() < int64(sizeRefresh) {
-		return d.sizeTotal.Load(), d.sizeInUse.Load()
-	}
 	m := d.db.Metrics()
 	tables := m.Table.Local.LiveSize + m.Table.Local.ObsoleteSize + m.Table.Local.ZombieSize +
 		m.BlobFiles.Local.LiveSize + m.BlobFiles.Local.ObsoleteSize + m.BlobFiles.Local.ZombieSize
