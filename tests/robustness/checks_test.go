@@ -243,3 +243,32 @@ func TestPatchHistory(t *testing.T) {
 		t.Errorf("checkAcknowledged of a lost write: %v", p)
 	}
 }
+
+// TestPatchHistoryFailedLast: two writes that fail ambiguously at the end
+// of a run, the later called taking effect first. Each may have taken
+// effect at any time after its call, so neither may end before the other
+// is called (a run once failed the check on such a history).
+func TestPatchHistoryFailedLast(t *testing.T) {
+	ref := []event{
+		put("a", "v1", 2, 2, 1, nil),
+		put("b", "v2", 3, 3, 1, nil),
+	}
+	fail := func() *response { return &response{Unknown: true, Error: "Canceled: context canceled"} }
+	ops := []porcupine.Operation{
+		{Input: &request{Kind: opGet, Key: "a"}, Output: &response{Rev: 1}, Call: 1, Return: 2},
+		{Input: &request{Kind: opPut, Key: "b", Value: "v2"}, Output: fail(), Call: 10, Return: 11},
+		{Input: &request{Kind: opPut, Key: "a", Value: "v1"}, Output: fail(), Call: 20, Return: 21},
+	}
+	patched, dropped, unknown := patchHistory(ops, ref)
+	if dropped != 0 || unknown != 0 || len(patched) != 3 {
+		t.Fatalf("dropped %d, unknown %d, kept %d; want both writes recovered", dropped, unknown, len(patched))
+	}
+	for _, op := range patched[1:] {
+		if op.Return <= 20 {
+			t.Errorf("%s returns at %d, before the last call", describeOp(op.Input.(*request), op.Output.(*response)), op.Return)
+		}
+	}
+	if !linearizable(patched) {
+		t.Error("the patched history is not linearizable")
+	}
+}

@@ -214,7 +214,8 @@ func checkAcknowledged(ops []porcupine.Operation, ref []event) []string {
 // sent: whether the lease still exists is then never observed. The other
 // deletes and revokes that failed keep an unknown outcome (unknown
 // revokes that are never observed would make the check exponential).
-// Every remaining unknown operation returns after all the others.
+// Every remaining unknown operation returns after every call and every
+// other return, as if it had never returned.
 func patchHistory(ops []porcupine.Operation, ref []event) (patched []porcupine.Operation, dropped, unknown int) {
 	puts := map[string]event{}
 	for _, e := range ref {
@@ -258,8 +259,11 @@ func patchHistory(ops []porcupine.Operation, ref []event) (patched []porcupine.O
 			leaseUsed[req.Lease] = max(leaseUsed[req.Lease], op.Return)
 		}
 	}
+	// An operation whose outcome is unknown may take effect at any time
+	// after its call: it returns after every other call and return.
 	var end int64
 	for _, op := range ops {
+		end = max(end, op.Call)
 		if !op.Output.(*response).Unknown {
 			end = max(end, op.Return)
 		}
@@ -303,7 +307,7 @@ func patchHistory(ops []porcupine.Operation, ref []event) (patched []porcupine.O
 		default:
 			unknown++
 		}
-		op.Return = max(end, op.Call+1)
+		op.Return = end
 		patched = append(patched, op)
 	}
 	return patched, dropped, unknown
