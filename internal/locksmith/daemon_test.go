@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cairn-io/cairn/internal/locksmith"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // monday is Monday 2024-01-01 10:00 UTC.
@@ -124,6 +125,21 @@ func (n *node) state() *locksmith.State {
 	return st
 }
 
+// releaseWhenHealthy: a node that rebooted holding the lock (bound to
+// lease) keeps it through a minute of bad health, and once healthy
+// releases it, revokes the lease and clears its state.
+func (n *node) releaseWhenHealthy(t *testing.T, lease clientv3.LeaseID) {
+	t.Helper()
+	drive(t, n.clock, n.clock.Now().Add(time.Minute), "a minute of bad health", func() bool { return n.healthy.reads() >= 5 })
+	if !n.locker.holds("node-a") {
+		t.Fatal("released the lock before the node was healthy")
+	}
+	n.healthy.set(true)
+	drive(t, n.clock, time.Time{}, "the release", func() bool { return !n.locker.holds("node-a") })
+	waitFor(t, "the lease revoked", func() bool { return n.leases.wasRevoked(lease) })
+	waitFor(t, "the state cleared", func() bool { return n.state() == nil })
+}
+
 func TestDaemonEtcdLockCycle(t *testing.T) {
 	n := newNode(t, locksmith.StrategyEtcdLock, 1)
 	n.cfg.Leases, n.cfg.LockTTL = n.leases, 30*time.Second
@@ -160,14 +176,7 @@ func TestDaemonEtcdLockCycle(t *testing.T) {
 	n.start()
 	waitFor(t, "the health check", func() bool { return n.healthy.reads() > 0 })
 	waitFor(t, "the lease resumed", func() bool { return n.leases.renewals(lease) > renewedBefore })
-	drive(t, n.clock, n.clock.Now().Add(time.Minute), "a minute of bad health", func() bool { return n.healthy.reads() >= 5 })
-	if !n.locker.holds("node-a") {
-		t.Fatal("released the lock before the node was healthy")
-	}
-	n.healthy.set(true)
-	drive(t, n.clock, time.Time{}, "the release", func() bool { return !n.locker.holds("node-a") })
-	waitFor(t, "the lease revoked", func() bool { return n.leases.wasRevoked(lease) })
-	waitFor(t, "the state cleared", func() bool { return n.state() == nil })
+	n.releaseWhenHealthy(t, lease)
 	if got := n.reboots.count(); got != 1 {
 		t.Fatalf("rebooted %d times, want 1", got)
 	}
@@ -555,14 +564,7 @@ func TestDaemonStrategyChangeReleases(t *testing.T) {
 			renewed := n.leases.renewals(lease)
 			n.start()
 			waitFor(t, "the lease renewed", func() bool { return n.leases.renewals(lease) > renewed })
-			drive(t, n.clock, n.clock.Now().Add(time.Minute), "a minute of bad health", func() bool { return n.healthy.reads() >= 5 })
-			if !n.locker.holds("node-a") {
-				t.Fatal("released the lock before the node was healthy")
-			}
-			n.healthy.set(true)
-			drive(t, n.clock, time.Time{}, "the release", func() bool { return !n.locker.holds("node-a") })
-			waitFor(t, "the lease revoked", func() bool { return n.leases.wasRevoked(lease) })
-			waitFor(t, "the state cleared", func() bool { return n.state() == nil })
+			n.releaseWhenHealthy(t, lease)
 			if strategy == locksmith.StrategyOff {
 				select {
 				case err := <-n.done:

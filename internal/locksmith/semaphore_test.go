@@ -346,17 +346,7 @@ func testLeaseRevokeAndMissing(t *testing.T, cli *clientv3.Client) {
 func testConcurrent(t *testing.T, cli *clientv3.Client) {
 	ctx := ctxT(t)
 	const workers, rounds, slots = 8, 10, 2
-	s := locksmith.NewSemaphore(cli, "concurrent")
-	if _, err := s.SetMax(ctx, slots); err != nil {
-		t.Fatal(err)
-	}
-	start, err := cli.Get(ctx, s.Keys().Semaphore)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wctx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
-	watch := cli.Watch(wctx, s.Keys().Semaphore, clientv3.WithRev(start.Header.Revision+1))
+	s, start, watch := watchedSemaphore(t, ctx, cli, "concurrent", slots)
 
 	var inside, peak atomic.Int32
 	var wg sync.WaitGroup
@@ -415,30 +405,13 @@ func testConcurrent(t *testing.T, cli *clientv3.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	puts, most := 0, 0
-	for puts < 2*workers*rounds {
-		select {
-		case resp := <-watch:
-			if err := resp.Err(); err != nil {
-				t.Fatal(err)
-			}
-			for _, ev := range resp.Events {
-				if ev.Type != mvccpb.PUT {
-					t.Fatalf("semaphore key %v", ev.Type)
-				}
-				puts++
-				var v locksmith.Value
-				if err := json.Unmarshal(ev.Kv.Value, &v); err != nil {
-					t.Fatal(err)
-				}
-				if len(v.Holders) > slots || v.Semaphore != slots-len(v.Holders) || v.Max != slots {
-					t.Fatalf("revision %d: %s", ev.Kv.ModRevision, ev.Kv.Value)
-				}
-				most = max(most, len(v.Holders))
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatalf("watch delivered %d of %d writes", puts, 2*workers*rounds)
+	writes := semaphoreWrites(t, watch, 2*workers*rounds)
+	puts, most := len(writes), 0
+	for _, w := range writes {
+		if len(w.Holders) > slots || w.Semaphore != slots-len(w.Holders) || w.Max != slots {
+			t.Fatalf("revision %d: %s", w.rev, w.raw)
 		}
+		most = max(most, len(w.Holders))
 	}
 	if puts != 2*workers*rounds || end.Kvs[0].Version != start.Kvs[0].Version+int64(puts) {
 		t.Fatalf("%d writes (version %d -> %d) for %d locks and unlocks", puts, start.Kvs[0].Version, end.Kvs[0].Version, workers*rounds)
@@ -465,17 +438,7 @@ func testConcurrentRevoke(t *testing.T, cli *clientv3.Client) {
 	ctx := ctxT(t)
 	const workers, rounds, slots = 8, 12, 2
 	const group = "concurrent-revoke"
-	s := locksmith.NewSemaphore(cli, group)
-	if _, err := s.SetMax(ctx, slots); err != nil {
-		t.Fatal(err)
-	}
-	start, err := cli.Get(ctx, s.Keys().Semaphore)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wctx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
-	watch := cli.Watch(wctx, s.Keys().Semaphore, clientv3.WithRev(start.Header.Revision+1))
+	s, start, watch := watchedSemaphore(t, ctx, cli, group, slots)
 
 	// worker is what the revoker and a worker share: whether the worker
 	// is inside and the lease it holds with.
@@ -617,7 +580,7 @@ func testConcurrentRevoke(t *testing.T, cli *clientv3.Client) {
 	// Each successful Lock and Unlock is one write; an Unlock of a dead
 	// holder writes nothing.
 	want := int(locks.Load() + unlocks.Load())
-	puts, most, dropped := 0, 0, 0
+	most, dropped := 0, 0
 	prev := []string{}
 	// holds are the spans, in revisions, in which the store counted a
 	// worker as a holder: from the write that added it to the one that
@@ -630,47 +593,31 @@ func testConcurrentRevoke(t *testing.T, cli *clientv3.Client) {
 	}
 	var holds []*hold
 	open := map[string]*hold{}
-	var revs []int64
-	for puts < want {
-		select {
-		case resp := <-watch:
-			if err := resp.Err(); err != nil {
-				t.Fatal(err)
-			}
-			for _, ev := range resp.Events {
-				puts++
-				var v locksmith.Value
-				if err := json.Unmarshal(ev.Kv.Value, &v); err != nil {
-					t.Fatal(err)
-				}
-				if len(v.Holders) > slots || v.Max != slots {
-					t.Fatalf("revision %d: %s", ev.Kv.ModRevision, ev.Kv.Value)
-				}
-				most = max(most, len(v.Holders))
-				// A write that adds a holder is a Lock; if it also
-				// removes one, it dropped a dead holder.
-				added := slices.ContainsFunc(v.Holders, func(h string) bool { return !slices.Contains(prev, h) })
-				if added && slices.ContainsFunc(prev, func(h string) bool { return !slices.Contains(v.Holders, h) }) {
-					dropped++
-				}
-				for _, h := range prev {
-					if !slices.Contains(v.Holders, h) {
-						open[h].end, open[h].dropped = ev.Kv.ModRevision, added
-						delete(open, h)
-					}
-				}
-				for _, h := range v.Holders {
-					if open[h] == nil {
-						open[h] = &hold{id: h, start: ev.Kv.ModRevision}
-						holds = append(holds, open[h])
-					}
-				}
-				revs = append(revs, ev.Kv.ModRevision)
-				prev = v.Holders
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatalf("watch delivered %d of %d writes", puts, want)
+	writes := semaphoreWrites(t, watch, want)
+	for _, w := range writes {
+		if len(w.Holders) > slots || w.Max != slots {
+			t.Fatalf("revision %d: %s", w.rev, w.raw)
 		}
+		most = max(most, len(w.Holders))
+		// A write that adds a holder is a Lock; if it also
+		// removes one, it dropped a dead holder.
+		added := slices.ContainsFunc(w.Holders, func(h string) bool { return !slices.Contains(prev, h) })
+		if added && slices.ContainsFunc(prev, func(h string) bool { return !slices.Contains(w.Holders, h) }) {
+			dropped++
+		}
+		for _, h := range prev {
+			if !slices.Contains(w.Holders, h) {
+				open[h].end, open[h].dropped = w.rev, added
+				delete(open, h)
+			}
+		}
+		for _, h := range w.Holders {
+			if open[h] == nil {
+				open[h] = &hold{id: h, start: w.rev}
+				holds = append(holds, open[h])
+			}
+		}
+		prev = w.Holders
 	}
 	if dropped == 0 {
 		t.Fatal("no lock took the slot of a dead holder still in the document: the test did not exercise it")
@@ -693,7 +640,8 @@ func testConcurrentRevoke(t *testing.T, cli *clientv3.Client) {
 			t.Fatalf("%s was dropped from the semaphore at revision %d while its lease was alive", h.id, h.end)
 		}
 	}
-	for _, rev := range revs {
+	for _, w := range writes {
+		rev := w.rev
 		var in []string
 		for _, h := range holds {
 			if h.start <= rev && (h.end == 0 || rev < h.end) {
@@ -793,4 +741,56 @@ func testStatusAllAndMetrics(t *testing.T, cli *clientv3.Client) {
 			t.Errorf("%s = %v (present %v), want %v", name, v, ok, want)
 		}
 	}
+}
+
+// watchedSemaphore sets group's semaphore to slots and returns it, its
+// key as it is then, and a watch of every later revision of the key.
+func watchedSemaphore(t *testing.T, ctx context.Context, cli *clientv3.Client, group string, slots int) (*locksmith.Semaphore, *clientv3.GetResponse, clientv3.WatchChan) {
+	t.Helper()
+	s := locksmith.NewSemaphore(cli, group)
+	if _, err := s.SetMax(ctx, slots); err != nil {
+		t.Fatal(err)
+	}
+	start, err := cli.Get(ctx, s.Keys().Semaphore)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, stopWatch := context.WithCancel(ctx)
+	t.Cleanup(stopWatch)
+	return s, start, cli.Watch(wctx, s.Keys().Semaphore, clientv3.WithRev(start.Header.Revision+1))
+}
+
+// semaphoreWrite is one write of the semaphore key, decoded.
+type semaphoreWrite struct {
+	locksmith.Value
+	rev int64
+	raw []byte
+}
+
+// semaphoreWrites reads the next n writes of the semaphore key from watch;
+// each must be a put of a valid document.
+func semaphoreWrites(t *testing.T, watch clientv3.WatchChan, n int) []semaphoreWrite {
+	t.Helper()
+	var writes []semaphoreWrite
+	for len(writes) < n {
+		select {
+		case resp := <-watch:
+			if err := resp.Err(); err != nil {
+				t.Fatal(err)
+			}
+			for _, ev := range resp.Events {
+				if ev.Type != mvccpb.PUT {
+					t.Fatalf("semaphore key %v", ev.Type)
+				}
+				w := semaphoreWrite{rev: ev.Kv.ModRevision, raw: ev.Kv.Value}
+				if err := json.Unmarshal(ev.Kv.Value, &w.Value); err != nil {
+					t.Fatal(err)
+				}
+				writes = append(writes, w)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("watch delivered %d of %d writes", len(writes), n)
+		}
+	}
+	return writes
 }

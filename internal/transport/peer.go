@@ -141,6 +141,20 @@ func (p *peer) rotate() {
 
 func (p *peer) stop() { p.stopOnce.Do(func() { close(p.stopc) }) }
 
+// stopContext returns a context that is canceled when the peer is stopped
+// or cancel is called.
+func (p *peer) stopContext() (context.Context, context.CancelCauseFunc) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	go func() {
+		select {
+		case <-p.stopc:
+			cancel(nil)
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
 func (p *peer) newRequest(ctx context.Context, path string, body io.Reader) (*http.Request, error) {
 	u := p.url()
 	if u == "" {
@@ -198,15 +212,8 @@ func (p *peer) streamLoop() {
 // connection timeout and then send keepalives; a stream on which nothing
 // arrived for the connection timeout is given up.
 func (p *peer) stream() (accepted bool, err error) {
-	ctx, cancel := context.WithCancelCause(context.Background())
+	ctx, cancel := p.stopContext()
 	defer cancel(nil)
-	go func() {
-		select {
-		case <-p.stopc:
-			cancel(nil)
-		case <-ctx.Done():
-		}
-	}()
 	pr, pw := io.Pipe()
 	req, err := p.newRequest(ctx, StreamPath, pr)
 	if err != nil {
@@ -362,15 +369,8 @@ func (p *peer) sendSnapshot(m raftpb.Message) error {
 		return fmt.Errorf("open snapshot: %w", err)
 	}
 	defer data.Close()
-	ctx, cancel := context.WithCancelCause(context.Background())
+	ctx, cancel := p.stopContext()
 	defer cancel(nil)
-	go func() {
-		select {
-		case <-p.stopc:
-			cancel(nil)
-		case <-ctx.Done():
-		}
-	}()
 	pr, pw := io.Pipe()
 	var answer *time.Timer
 	var answerMu sync.Mutex

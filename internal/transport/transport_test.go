@@ -3,6 +3,7 @@ package transport
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -48,6 +49,19 @@ func (f *fakeRaft) ReportSnapshot(id uint64, st raft.SnapshotStatus) {
 	f.snapshots = append(f.snapshots, st)
 	f.mu.Unlock()
 	f.notify <- struct{}{}
+}
+
+// snapshotReport waits for the n-th snapshot report (from 1) and returns it.
+func (f *fakeRaft) snapshotReport(t *testing.T, n int) raft.SnapshotStatus {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("snapshot report %d", n), func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return len(f.snapshots) >= n
+	})
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.snapshots[n-1]
 }
 
 // waitFor polls cond until it holds or 10s pass.
@@ -308,15 +322,7 @@ func TestFullQueueDropsAndReports(t *testing.T) {
 func TestSnapshotTransfer(t *testing.T) {
 	t1, r1, _, r2, snaps := pair(t, 7, 7)
 	t1.Send([]raftpb.Message{{Type: raftpb.MsgSnap, From: 1, To: 2, Snapshot: &raftpb.Snapshot{Metadata: raftpb.SnapshotMetadata{Index: 10}}}})
-	waitFor(t, "snapshot report", func() bool {
-		r1.mu.Lock()
-		defer r1.mu.Unlock()
-		return len(r1.snapshots) == 1
-	})
-	r1.mu.Lock()
-	st := r1.snapshots[0]
-	r1.mu.Unlock()
-	if st != raft.SnapshotFinish {
+	if st := r1.snapshotReport(t, 1); st != raft.SnapshotFinish {
 		t.Fatalf("snapshot status %v", st)
 	}
 	if !bytes.Equal(snaps.received, snaps.data) {
@@ -332,15 +338,8 @@ func TestSnapshotTransfer(t *testing.T) {
 
 	snaps.fail = true
 	t1.Send([]raftpb.Message{{Type: raftpb.MsgSnap, From: 1, To: 2, Snapshot: &raftpb.Snapshot{Metadata: raftpb.SnapshotMetadata{Index: 11}}}})
-	waitFor(t, "failed snapshot report", func() bool {
-		r1.mu.Lock()
-		defer r1.mu.Unlock()
-		return len(r1.snapshots) == 2
-	})
-	r1.mu.Lock()
-	defer r1.mu.Unlock()
-	if r1.snapshots[1] != raft.SnapshotFailure {
-		t.Fatalf("a refused snapshot reported %v", r1.snapshots[1])
+	if st := r1.snapshotReport(t, 2); st != raft.SnapshotFailure {
+		t.Fatalf("a refused snapshot reported %v", st)
 	}
 }
 
@@ -582,15 +581,8 @@ func TestUnansweredSnapshotFails(t *testing.T) {
 	defer t1.Stop()
 	t1.AddPeer(2, []string{srv.URL})
 	t1.Send([]raftpb.Message{{Type: raftpb.MsgSnap, From: 1, To: 2, Snapshot: &raftpb.Snapshot{Metadata: raftpb.SnapshotMetadata{Index: 10}}}})
-	waitFor(t, "the snapshot reported", func() bool {
-		r1.mu.Lock()
-		defer r1.mu.Unlock()
-		return len(r1.snapshots) == 1
-	})
-	r1.mu.Lock()
-	defer r1.mu.Unlock()
-	if r1.snapshots[0] != raft.SnapshotFailure {
-		t.Fatalf("an unanswered snapshot reported %v", r1.snapshots[0])
+	if st := r1.snapshotReport(t, 1); st != raft.SnapshotFailure {
+		t.Fatalf("an unanswered snapshot reported %v", st)
 	}
 }
 

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -252,15 +251,7 @@ func (s *stranger) stop(t *testing.T) {
 // token, whose --initial-cluster names it and peers ("name=url").
 func startStranger(t *testing.T, name string, peers []string, token string) *stranger {
 	t.Helper()
-	port := func() string {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	}
-	client, peer := "http://127.0.0.1:"+port(), "http://127.0.0.1:"+port()
+	client, peer := framework.FreeURL(t), framework.FreeURL(t)
 	bin, args := framework.CairnBinary(t), []string{"serve"}
 	if onEtcd() {
 		bin, args = framework.EtcdBinary(t), nil

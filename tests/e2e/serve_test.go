@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -102,7 +101,7 @@ func TestServeEnvironment(t *testing.T) {
 func TestServeRefusesBusyPortAndDataDir(t *testing.T) {
 	m := framework.Start(t, framework.Config{})
 	bin := framework.CairnBinary(t)
-	free := func() string { return freeURL(t) }
+	free := func() string { return framework.FreeURL(t) }
 	peer := free()
 	out, err := exec.Command(bin, "serve", "--data-dir", t.TempDir(), "--listen-client-urls", m.ClientURL(),
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer).CombinedOutput()
@@ -127,7 +126,7 @@ func TestServeRefusesBusyPortAndDataDir(t *testing.T) {
 // working directory: the data must go to ./default.cairn there.
 func TestServeDefaultDataDir(t *testing.T) {
 	dir := t.TempDir()
-	client, peer := freeURL(t), freeURL(t)
+	client, peer := framework.FreeURL(t), framework.FreeURL(t)
 	cmd := exec.Command(framework.CairnBinary(t), "serve", "--listen-client-urls", client,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--log-level", "warn")
 	cmd.Dir = dir
@@ -158,14 +157,4 @@ func TestServeDefaultDataDir(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "default.cairn", "member", "db")); err != nil {
 		t.Fatalf("no ./default.cairn after a start without --data-dir: %v", err)
 	}
-}
-
-func freeURL(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return "http://" + l.Addr().String()
 }

@@ -166,7 +166,7 @@ func TestV2Client(t *testing.T) {
 	if err != nil || leader == nil || leader.Name != c.Leader(t).Name() {
 		t.Fatalf("Leader: %+v %v", leader, err)
 	}
-	peer := freePeerURL(t)
+	peer := framework.FreeURL(t)
 	// The cluster refuses new members until every voter has been
 	// connected for a while (etcd 3's strict reconfiguration check).
 	var added *clientv2.Member
@@ -182,7 +182,7 @@ func TestV2Client(t *testing.T) {
 	if _, err := mapi.Add(ctx, peer); err == nil {
 		t.Fatal("adding a peer URL twice succeeded")
 	}
-	if err := mapi.Update(ctx, added.ID, []string{freePeerURL(t)}); err != nil {
+	if err := mapi.Update(ctx, added.ID, []string{framework.FreeURL(t)}); err != nil {
 		t.Fatalf("Update: %v", err)
 	}
 	if err := mapi.Remove(ctx, added.ID); err != nil {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"sort"
 	"strconv"
@@ -33,16 +32,6 @@ func jsonRequest(t *testing.T, method, url, contentType, body string) v2Response
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return v2Response{status: resp.StatusCode, header: resp.Header, body: string(b)}
-}
-
-func freePeerURL(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return "http://" + l.Addr().String()
 }
 
 // TestV2Cluster runs the v2 API on a 3-member cluster: a watch served by a
@@ -121,7 +110,7 @@ func TestV2Cluster(t *testing.T) {
 
 	// Add, update and remove a member.
 	mu := f + "/v2/members"
-	peer := freePeerURL(t)
+	peer := framework.FreeURL(t)
 	// As etcd 3 with its strict reconfiguration check, the cluster refuses
 	// to add a member (500) until every voter has been connected for a
 	// while.
@@ -161,7 +150,7 @@ func TestV2Cluster(t *testing.T) {
 		{"POST", mu, "application/json", `{"peerURLs":`, 400, `{"message":"unexpected end of JSON input"}`},
 		{"PUT", mu + "/" + added.ID, "application/json", `{"peerURLs":["` + leader.PeerURL() + `"]}`, 409, `{"message":"membership: peerURL exists"}`},
 		{"PUT", mu + "/abcdef", "application/json", `{"peerURLs":["http://127.0.0.1:1"]}`, 404, `{"message":"No such member: abcdef"}`},
-		{"PUT", mu + "/" + added.ID, "application/json", `{"peerURLs":["` + freePeerURL(t) + `"]}`, 204, ``},
+		{"PUT", mu + "/" + added.ID, "application/json", `{"peerURLs":["` + framework.FreeURL(t) + `"]}`, 204, ``},
 		{"DELETE", mu + "/zz", "", ``, 404, `{"message":"No such member: zz"}`},
 		{"DELETE", mu + "/abcdef", "", ``, 404, `{"message":"No such member: abcdef"}`},
 		{"DELETE", mu, "", ``, 405, "Method Not Allowed\n"},

@@ -120,7 +120,7 @@ func runServeEnv(t *testing.T, env []string, name string, args ...string) (strin
 	defer cancel()
 	full := append([]string{"serve", "--name", name, "--data-dir", t.TempDir(),
 		"--listen-client-urls", "http://127.0.0.1:0", "--listen-peer-urls", "http://127.0.0.1:0",
-		"--initial-advertise-peer-urls", freePeerURL(t)}, args...)
+		"--initial-advertise-peer-urls", framework.FreeURL(t)}, args...)
 	cmd := exec.CommandContext(ctx, framework.CairnBinary(t), full...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "CAIRN_") && !strings.HasPrefix(kv, "ETCD_") {

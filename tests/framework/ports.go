@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"testing"
 )
 
 // usedPorts holds every port this process has handed out. A member keeps its
@@ -37,4 +38,15 @@ func freePort() (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("no unused port after 100 tries")
+}
+
+// FreeURL returns an http URL on a free 127.0.0.1 port that this process
+// has not handed out before, for a listener the test starts itself.
+func FreeURL(t testing.TB) string {
+	t.Helper()
+	port, err := freePort()
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d", port)
 }
